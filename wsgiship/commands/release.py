@@ -1,0 +1,126 @@
+"""Pure builders for the release layout: lock, layout, unpack, shared links, switch, prune, log.
+
+Each returns a bash script (text); nothing here touches SSH.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..render import CONFIG_DIR, Paths
+from ..shell import cmd, q, script
+
+# Exit codes the scripts use to say something the flow acts on.
+NEEDS_LAYOUT = 40
+LOCKED = 41
+NO_PYTHON = 42
+
+
+def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
+    """Check the layout, take the lock, and report facts (python version, current release)."""
+    lock_json = json.dumps(holder, sort_keys=True)
+    return script([
+        f"D={q(p.deploy_to)}",
+        f'if [ ! -d "$D/releases" ] || [ ! -w "$D/releases" ]; then exit {NEEDS_LAYOUT}; fi',
+        f"command -v {q(python)} >/dev/null || exit {NO_PYTHON}",
+        f"if ! mkdir {q(p.lock)} 2>/dev/null; then cat {q(p.lock)}/holder 2>/dev/null || true;"
+        f" exit {LOCKED}; fi",
+        f"printf '%s\\n' {q(lock_json)} > {q(p.lock)}/holder",
+        f"echo \"python=$({q(python)} -c 'import sys; print(sys.version.split()[0])')\"",
+        f"echo \"current=$(readlink {q(p.current)} || true)\"",
+        "echo \"user=$(id -un)\"",
+    ])
+
+
+def layout(p: Paths, owner: str) -> str:
+    """Create <deploy_to> owned by the login user, group www-data, setgid (run privileged)."""
+    dirs = [p.deploy_to, p.releases, p.shared, p.venvs, f"{p.shared}/log"]
+    return script([
+        "getent group www-data >/dev/null || groupadd --system www-data",
+        *(cmd("install", "-d", "-o", owner, "-g", "www-data", "-m", "2750", d) for d in dirs),
+    ])
+
+
+def unlock(p: Paths, token: str) -> str:
+    """Remove the lock if it is still ours (a lock taken over by `fab unlock` stays)."""
+    return script([
+        f"if grep -qF {q(token)} {q(p.lock)}/holder 2>/dev/null; then rm -rf {q(p.lock)}; fi",
+    ])
+
+
+def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
+           shared_dirs: tuple[str, ...]) -> str:
+    """Extract the uploaded tarball into a new release and link the shared files and dirs."""
+    r = p.release(release)
+    lines = [
+        "umask 027",
+        f"R={q(r)}",
+        'mkdir "$R"',
+        f'tar -xzf {q(upload)} -C "$R" --no-same-owner',
+        f"rm -f {q(upload)}",
+    ]
+    for d in shared_dirs:
+        target = f"{p.shared}/{d}"
+        lines += [
+            # The first deploy seeds the shared dir from the release's copy, if it has one.
+            f'if [ ! -e {q(target)} ]; then mkdir -p "$(dirname {q(target)})";'
+            f' if [ -d "$R"/{q(d)} ]; then cp -a "$R"/{q(d)} {q(target)};'
+            f" else mkdir -p {q(target)}; fi; fi",
+            f'rm -rf "$R"/{q(d)}; mkdir -p "$(dirname "$R"/{q(d)})"; ln -s {q(target)} "$R"/{q(d)}',
+        ]
+    for f in shared_files:
+        target = f"{p.shared}/{f}"
+        lines += [
+            f'if [ ! -e {q(target)} ]; then mkdir -p "$(dirname {q(target)})";'
+            f' if [ -f "$R"/{q(f)} ]; then cp -a "$R"/{q(f)} {q(target)};'
+            f" else (umask 077; : > {q(target)}); fi; fi",
+            f'rm -rf "$R"/{q(f)}; mkdir -p "$(dirname "$R"/{q(f)})"; ln -s {q(target)} "$R"/{q(f)}',
+        ]
+    return script(lines)
+
+
+def mark_failed(p: Paths, release: str, reason: str) -> str:
+    """Mark a release failed: never a rollback target, pruned first."""
+    r = p.release(release)
+    return script([f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED; fi"])
+
+
+def switch(p: Paths, release: str) -> str:
+    """Point `current` at the release atomically (a new link renamed over the old one)."""
+    tmp = f"{p.deploy_to}/.current.tmp"
+    return script([
+        f"test -f {q(p.release(release))}/{CONFIG_DIR}/uwsgi.ini",
+        f"ln -sfn {q('releases/' + release)} {q(tmp)}",
+        f"mv -T {q(tmp)} {q(p.current)}",
+    ])
+
+
+def prune(p: Paths, keep: int, current: str) -> str:
+    """Keep the newest `keep` good releases (always current and the one before); drop failed
+    ones but the newest; then drop venvs that no release links to."""
+    return script([
+        f"cd {q(p.releases)}",
+        f"keep={keep}; current={q(current)}; good=0; failed=0; after_current=0",
+        "for r in $(ls -1 | sort -r); do",
+        '  [ -d "$r" ] || continue',
+        '  if [ "$r" = "$current" ]; then after_current=1; good=$((good+1)); continue; fi',
+        '  if [ -f "$r/FAILED" ]; then failed=$((failed+1));',
+        '    if [ $failed -gt 1 ]; then rm -rf "$r"; echo "pruned $r (failed)"; fi; continue; fi',
+        "  good=$((good+1))",
+        # the newest good release older than current is the rollback target: always kept
+        '  if [ $after_current = 1 ]; then after_current=2; continue; fi',
+        '  if [ $good -gt $keep ]; then rm -rf "$r"; echo "pruned $r"; fi',
+        "done",
+        f"cd {q(p.venvs)}",
+        "used=$(for l in ../releases/*/.venv; do readlink \"$l\" 2>/dev/null; done"
+        " | xargs -r -n1 basename)",
+        "for v in *; do",
+        '  [ -d "$v" ] || continue',
+        '  if ! printf "%s\\n" $used | grep -qxF "$v"; then rm -rf "$v"; echo "pruned venv $v"; fi',
+        "done",
+    ])
+
+
+def append_log(p: Paths, entry: dict[str, object]) -> str:
+    """Append one JSON line to <deploy_to>/deploys.log."""
+    return script([f"printf '%s\\n' {q(json.dumps(entry, sort_keys=True))} >> {q(p.log)}"])

@@ -1,0 +1,113 @@
+"""Pure builders for validation, uWSGI (systemd) and nginx."""
+
+from __future__ import annotations
+
+from ..render import CONFIG_DIR, Paths
+from ..shell import cmd, q, script
+
+IMPORT_CHECK = (
+    f"import runpy; ns = runpy.run_path('{CONFIG_DIR}/wsgi.py'); "
+    "assert callable(ns.get('application')), 'wsgi.py defines no callable application'"
+)
+
+
+def import_check(p: Paths, release: str) -> str:
+    """Import the app in the new release with its venv, as uWSGI will (before switching)."""
+    return script([
+        f"cd {q(p.release(release))}",
+        f"timeout 300 ./.venv/bin/python -c {q(IMPORT_CHECK)}",
+    ])
+
+
+def nginx_check(p: Paths, release: str) -> str:
+    """`nginx -t` on the new release's site inside a throwaway main config (run privileged)."""
+    site = f"{p.release(release)}/{CONFIG_DIR}/nginx.conf"
+    main = (
+        "include /etc/nginx/modules-enabled/*.conf;\n"
+        "events {}\n"
+        f"http {{ include /etc/nginx/mime.types; include {site}; }}\n"
+    )
+    return script([
+        'T=$(mktemp -d); trap \'rm -rf "$T"\' EXIT',
+        f'printf %s {q(main)} > "$T/nginx.conf"',
+        'nginx -t -q -c "$T/nginx.conf" 2>&1',
+    ])
+
+
+def install(p: Paths, login_user: str, app_user: str,
+            shared: tuple[str, ...] = ()) -> str:
+    """Install the unit from `current` when it differs, link the nginx site (run privileged)."""
+    lines = [
+        f"U={q(p.unit_file)}; NEW={q(p.current + '/' + CONFIG_DIR + '/service')}",
+        'if ! cmp -s "$NEW" "$U"; then install -m 644 "$NEW" "$U"; systemctl daemon-reload;'
+        f" systemctl enable -q {q(p.service)}; echo unit=installed; fi",
+        f"ln -sfn {q(p.current + '/' + CONFIG_DIR + '/nginx.conf')}"
+        f" {q('/etc/nginx/sites-available/' + p.nginx_site)}",
+        f"ln -sfn {q('../sites-available/' + p.nginx_site)}"
+        f" {q('/etc/nginx/sites-enabled/' + p.nginx_site)}",
+    ]
+    if app_user != login_user:
+        owned = [f"{p.shared}/log", *(f"{p.shared}/{s}" for s in shared)]
+        lines.append(cmd("chown", f"{app_user}:www-data", *owned))
+    return script(lines)
+
+
+def reload_uwsgi(p: Paths) -> str:
+    """Graceful reload when running, else start; show the service's own words if it fails."""
+    svc = q(p.service)
+    return script([
+        f"if systemctl is-active -q {svc}; then systemctl reload {svc}; echo uwsgi=reloaded;",
+        f"elif systemctl start {svc}; then echo uwsgi=started;",
+        f"else journalctl -u {svc} -n 20 --no-pager >&2 || true;"
+        f" tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+    ])
+
+
+def reload_nginx() -> str:
+    """Test the whole nginx config, then reload (or start) nginx."""
+    return script([
+        "nginx -t -q 2>&1",
+        "if systemctl is-active -q nginx; then systemctl reload nginx; echo nginx=reloaded;",
+        "else systemctl start nginx; echo nginx=started; fi",
+    ])
+
+
+HEALTH_PROBE = r'''
+import http.client, sys, time
+port, host, path, want, release, timeout = sys.argv[1:7]
+deadline = time.monotonic() + float(timeout)
+while True:
+    status, seen, body = None, None, ""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=5)
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "wsgiship-health"})
+        resp = conn.getresponse()
+        status, seen = resp.status, resp.getheader("X-Wsgiship-Release")
+        body = resp.read(4096).decode("utf-8", "replace")
+        conn.close()
+    except Exception as exc:
+        body = f"{type(exc).__name__}: {exc}"
+    # A request answered by the old workers does not count: wait for the new release's header
+    # (apps whose wsgi template drops the header are judged on the status alone).
+    if status == int(want) and seen in (release, None):
+        print(f"status={status}")
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        print(f"status={status} release={seen}")
+        print("\n".join(body.splitlines()[:15]))
+        sys.exit(1)
+    time.sleep(0.2)
+'''
+
+
+def health_check(port: int, host: str, path: str, status: int, release: str, timeout: int) -> str:
+    """Poll the site through nginx on the server until the new release answers `status`."""
+    return script([
+        " ".join(["python3", "-c", q(HEALTH_PROBE), q(port), q(host), q(path), q(status),
+                  q(release), q(timeout)])
+    ])
+
+
+def error_log_tail(p: Paths, lines: int = 20) -> str:
+    """The last lines of the app's uWSGI log."""
+    return script([f"tail -n {int(lines)} {q(p.app_log)} 2>/dev/null || true"])

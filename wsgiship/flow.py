@@ -1,0 +1,269 @@
+"""The deploy as a list of named stages; a failure anywhere runs `failed`.
+
+    starting    connect, take the lock (create the layout on a first deploy)
+    updating    upload the release, build or reuse its venv
+    validating  import the app in its venv, `nginx -t` the new site
+    publishing  switch `current`, install/reload uWSGI, reload nginx
+    verifying   health check through nginx
+    finishing   prune old releases and venvs, append to deploys.log
+    failed      mark the release failed, switch back if it was switched, log
+    (always)    release the lock
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .commands import release as rel
+from .commands import services, venv
+from .config import App
+from .errors import LockedError, RemoteError, WsgishipError
+from .output import Reporter
+from .remote import Remote, local_identity
+from .render import CONFIG_DIR, paths_for, render
+from .source import Source, collect, tarball
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def release_name(short_rev: str) -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + short_rev
+
+
+def health_host(app: App) -> str:
+    first = app.server_name.split()[0]
+    return "localhost" if first in ("_", "") or "*" in first else first
+
+
+def site_url(remote: Remote, app: App) -> str:
+    host = health_host(app)
+    if host == "localhost":
+        host = remote.conn.host
+    port = "" if app.http_port == 80 else f":{app.http_port}"
+    return f"http://{host}{port}/"
+
+
+def describe_lock(text: str, stale_after: int) -> str:
+    """'user@machine (pid N) since T, running deploy' from the lock's holder file."""
+    try:
+        info = json.loads(text.strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return "an unknown holder (unreadable lock)"
+    since = info.get("since", "?")
+    msg = f"{info.get('by', '?')} ({info.get('action', 'deploy')}) since {since}"
+    try:
+        age = time.time() - datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=UTC).timestamp()
+    except ValueError:
+        return msg
+    if age > stale_after:
+        msg += f" — STALE ({int(age // 60)} min old); if no deploy is running: fab unlock -H HOST"
+    return msg
+
+
+@dataclass
+class Session:
+    """One locked operation on one host: connect, lock, and always unlock."""
+
+    remote: Remote
+    app: App
+    out: Reporter
+    action: str
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    facts: dict[str, str] = field(default_factory=dict)
+    locked: bool = False
+
+    @property
+    def paths(self):  # noqa: ANN201 - Paths
+        return paths_for(self.app)
+
+    def holder(self) -> dict[str, str]:
+        return {"by": local_identity(), "pid": str(os.getpid()), "since": now_iso(),
+                "action": self.action, "token": self.token}
+
+    def lock(self) -> None:
+        """Take the lock; on a first deploy create <deploy_to> with sudo first."""
+        p = self.paths
+        res = self.remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
+                              what="prepare")
+        if res.code == rel.NEEDS_LAYOUT:
+            self.remote.run(rel.layout(p, self.remote.user), priv=True,
+                            what=f"create {p.deploy_to}")
+            res = self.remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
+                                  what="prepare")
+        if res.code == rel.LOCKED:
+            raise LockedError(f"{self.remote.label}: {p.deploy_to} is locked by "
+                              f"{describe_lock(res.stdout, self.app.lock_stale_after)}")
+        if res.code == rel.NO_PYTHON:
+            raise WsgishipError(f"{self.remote.label}: {self.app.python} not found on the server; "
+                                f"install it (apt-get install python3 python3-venv) or set "
+                                f"app.python in hosts.yaml")
+        if not res.ok:
+            raise RemoteError(f"{self.remote.label}: prepare failed (exit {res.code})", res.output)
+        self.locked = True
+        self.facts = res.facts()
+
+    def unlock(self) -> None:
+        if self.locked:
+            self.remote.run(rel.unlock(self.paths, self.token), what="unlock", check=False)
+            self.locked = False
+
+    def log(self, entry: dict[str, object]) -> None:
+        base = {"action": self.action, "host": self.remote.label, "by": local_identity()}
+        self.remote.run(rel.append_log(self.paths, {**base, **entry}), what="deploy log",
+                        check=False)
+
+    def cleanup(self, body: Callable[[], None]) -> None:
+        """Run failure handling; after a lost connection, reconnect once to do it."""
+        try:
+            body()
+        except RemoteError:
+            self.remote.reconnect()
+            body()
+
+
+def activate(s: Session, release: str) -> None:
+    """Switch `current` to a release and make the services serve it, in deploy order."""
+    p, remote, app = s.paths, s.remote, s.app
+    with s.out.step("switch") as st:
+        remote.run(rel.switch(p, release), what="switch current")
+        st.detail = f"current -> releases/{release}"
+    with s.out.step("uwsgi") as st:
+        remote.run(services.install(p, remote.user, app_user_for(app, remote.user),
+                                    app.shared_dirs + app.shared_files),
+                   priv=True, what="install service and site")
+        res = remote.run(services.reload_uwsgi(p), priv=True, what="reload uWSGI")
+        st.detail = res.facts().get("uwsgi", "")
+    with s.out.step("nginx") as st:
+        res = remote.run(services.reload_nginx(), priv=True, what="reload nginx")
+        st.detail = res.facts().get("nginx", "")
+
+
+def verify(s: Session, release: str) -> None:
+    app, h = s.app, s.app.health
+    with s.out.step("health") as st:
+        res = s.remote.run(
+            services.health_check(app.http_port, health_host(app), h.path, h.status, release,
+                                  h.timeout),
+            check=False, what="health check", timeout=h.timeout + 30)
+        if not res.ok:
+            logs = s.remote.run(services.error_log_tail(s.paths), check=False).stdout
+            raise RemoteError(
+                f"{s.remote.label}: health check failed: GET "
+                f"http://{health_host(app)}:{app.http_port}{h.path} did not answer {h.status} "
+                f"from release {release} within {h.timeout}s",
+                res.stdout + ("\n--- app log (last lines) ---\n" + logs if logs.strip() else ""),
+            )
+        st.detail = f"{h.path} -> {res.facts().get('status')}"
+
+
+def app_user_for(app: App, login_user: str) -> str:
+    if app.app_user:
+        return app.app_user
+    return "www-data" if login_user == "root" else login_user
+
+
+@dataclass
+class Deploy:
+    remote: Remote
+    app: App
+    out: Reporter
+    source: Source | None = None
+    release: str = ""
+    previous: str = ""
+    switched: bool = False
+    created: bool = False
+
+    def run(self) -> str:
+        """Deploy and return the release name; raise WsgishipError on failure."""
+        started, t0 = now_iso(), time.monotonic()
+        self.source = collect(self.app.source)
+        if self.source.dirty:
+            self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping HEAD "
+                          f"{self.source.short_rev}")
+        self.release = release_name(self.source.short_rev)
+        s = Session(self.remote, self.app, self.out, "deploy")
+        with self.out.step("connect") as st:
+            self.remote.open()
+            s.lock()
+            self.previous = os.path.basename(s.facts.get("current", ""))
+            st.detail = f"{self.remote.user}@{self.remote.conn.host}, locked"
+        try:
+            try:
+                self.updating(s)
+                self.validating(s)
+                activate(s, self.release)
+                self.switched = True
+                verify(s, self.release)
+                self.finishing(s, started, t0)
+            except BaseException as exc:
+                error = exc
+                s.cleanup(lambda: self.failed(s, error, started, t0))
+                raise
+        finally:
+            s.cleanup(s.unlock)
+            self.remote.close()
+        return self.release
+
+    def updating(self, s: Session) -> None:
+        p, app, src = s.paths, self.app, self.source
+        assert src is not None
+        key = venv.venv_key(src.requirements, app.python, s.facts.get("python", ""))
+        configs = render(app, self.release, app_user_for(app, self.remote.user), src.revision)
+        extra = {**configs, "REVISION": src.revision + "\n",
+                 f"{CONFIG_DIR}/requirements.txt": src.requirements}
+        with self.out.step("upload") as st:
+            data = tarball(src, extra)
+            upload = f"{p.deploy_to}/.upload-{self.release}.tar.gz"
+            self.remote.put(data, upload)
+            self.created = True
+            self.remote.run(rel.unpack(p, self.release, upload, app.shared_files, app.shared_dirs),
+                            what="unpack release")
+            st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"
+        with self.out.step("venv") as st:
+            res = self.remote.run(venv.ensure(p, self.release, key, app.python),
+                                  what="pip install (venv " + key + ")")
+            st.detail = f"{res.facts().get('venv', '?')} venvs/{key}"
+
+    def validating(self, s: Session) -> None:
+        with self.out.step("check app"):
+            self.remote.run(services.import_check(s.paths, self.release),
+                            what=f"import check of {self.app.wsgi} in the new venv")
+        with self.out.step("check nginx"):
+            self.remote.run(services.nginx_check(s.paths, self.release), priv=True,
+                            what="nginx -t of the new site")
+
+    def finishing(self, s: Session, started: str, t0: float) -> None:
+        with self.out.step("prune") as st:
+            res = self.remote.run(rel.prune(s.paths, self.app.keep_releases, self.release),
+                                  what="prune")
+            st.detail = f"{res.stdout.count('pruned')} removed"
+        s.log({"release": self.release, "revision": self.source.revision if self.source else "",
+               "started": started, "duration": round(time.monotonic() - t0, 2), "result": "ok"})
+
+    def failed(self, s: Session, exc: BaseException, started: str, t0: float) -> None:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        p = s.paths
+        if self.created:
+            self.remote.run(rel.mark_failed(p, self.release, reason), what="mark failed",
+                            check=False)
+        if self.switched and self.previous:
+            self.out.line(f"rolling back to {self.previous}")
+            activate(s, self.previous)
+            verify(s, self.previous)
+        elif self.switched:
+            self.out.line(f"first deploy failed after the switch: the site is DOWN; release "
+                          f"{self.release} is kept for inspection ({p.release(self.release)})")
+        s.log({"release": self.release, "revision": self.source.revision if self.source else "",
+               "started": started, "duration": round(time.monotonic() - t0, 2),
+               "result": "failed", "reason": reason,
+               "rolled_back_to": self.previous if self.switched else None})

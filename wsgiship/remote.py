@@ -1,0 +1,171 @@
+"""The only module that touches SSH: connect with verified host keys, run scripts, upload."""
+
+from __future__ import annotations
+
+import io
+import socket
+from dataclasses import dataclass
+
+import invoke
+import paramiko
+from fabric import Config, Connection
+
+from .config import Host
+from .errors import RemoteError, WsgishipError
+from .shell import bash
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def facts(self) -> dict[str, str]:
+        """key=value lines of stdout."""
+        out = {}
+        for line in self.stdout.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.isidentifier():
+                out[key] = value
+        return out
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+
+
+def _trust_hint(host: Host, port: int) -> str:
+    where = f"-p {port} " if port != 22 else ""
+    target = host.known_hosts or "~/.ssh/known_hosts"
+    return (f"check the key with the server's admin, then: "
+            f"ssh-keyscan {where}{host.host} >> {target}")
+
+
+class Remote:
+    """Runs scripts on one host; privileged ones through sudo unless the login user is root."""
+
+    def __init__(self, host: Host, config: Config | None = None,
+                 connect_kwargs: dict | None = None) -> None:
+        self.host = host
+        self.config = config or Config()
+        self.connect_kwargs = dict(connect_kwargs or {})
+        if host.identity:
+            self.connect_kwargs["key_filename"] = [str(host.identity)]
+        if host.known_hosts and not host.known_hosts.exists():
+            raise WsgishipError(f"hosts.{host.alias}.known_hosts: {host.known_hosts} not found")
+        self.conn = self._connection()
+
+    def _connection(self) -> Connection:
+        host = self.host
+        conn = Connection(
+            host.host, user=host.user, port=host.port, config=self.config,
+            connect_timeout=host.connect_timeout, connect_kwargs=dict(self.connect_kwargs),
+        )
+        # Fabric accepts any host key by default; we verify against known_hosts.
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client.load_system_host_keys()
+        if host.known_hosts:
+            conn.client.load_host_keys(str(host.known_hosts))
+        return conn
+
+    def reconnect(self) -> None:
+        """A fresh connection, e.g. to clean up after the old one was cut."""
+        self.close()
+        self.conn = self._connection()
+        self.open()
+
+    @property
+    def label(self) -> str:
+        return self.host.alias
+
+    @property
+    def user(self) -> str:
+        return self.conn.user
+
+    def open(self) -> None:
+        host, port = self.conn.host, self.conn.port
+        try:
+            self.conn.open()
+        except paramiko.BadHostKeyException:
+            raise WsgishipError(
+                f"{self.label}: the host key of {host}:{port} does NOT match known_hosts — the "
+                f"server was reinstalled or someone is in between. If the change is expected, "
+                f"remove the old key (ssh-keygen -R '[{host}]:{port}') and "
+                f"{_trust_hint(self.host, port)}"
+            ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise WsgishipError(
+                    f"{self.label}: unknown host key for {host}:{port}; "
+                    f"{_trust_hint(self.host, port)}"
+                ) from None
+            if isinstance(exc, paramiko.AuthenticationException):
+                raise WsgishipError(
+                    f"{self.label}: SSH login as {self.user}@{host}:{port} refused ({exc}); check "
+                    f"hosts.yaml user/identity or your ssh-agent"
+                ) from None
+            raise WsgishipError(f"{self.label}: SSH to {host}:{port} failed: {exc}") from None
+        except (TimeoutError, OSError) as exc:
+            raise WsgishipError(
+                f"{self.label}: cannot connect to {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        transport = self.conn.transport
+        if transport is not None:
+            transport.set_keepalive(15)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def run(self, body: str, *, priv: bool = False, check: bool = True, what: str = "",
+            timeout: int | None = None) -> Result:
+        """Run a bash script; privileged scripts go through sudo for a non-root login."""
+        command = bash(body)
+        opts = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
+        try:
+            if priv and self.user != "root":
+                res = self.conn.sudo(command, **opts)
+            else:
+                res = self.conn.run(command, **opts)
+        except invoke.exceptions.AuthFailure:
+            raise WsgishipError(
+                f"{self.label}: sudo asked {self.user} for a password; run with "
+                f"--prompt-for-sudo-password, or allow NOPASSWD for the deploy commands"
+            ) from None
+        except invoke.exceptions.CommandTimedOut:
+            raise RemoteError(f"{self.label}: {what or 'remote command'} timed out") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise RemoteError(f"{self.label}: connection lost during {what or 'a command'}: "
+                              f"{exc}") from None
+        result = Result(res.exited, res.stdout, res.stderr)
+        if check and not result.ok:
+            raise RemoteError(f"{self.label}: {what or 'remote command'} failed "
+                              f"(exit {result.code})", result.output)
+        return result
+
+    def put(self, data: bytes, remote_path: str, what: str = "upload") -> None:
+        """Upload bytes to an absolute remote path."""
+        try:
+            self.conn.put(io.BytesIO(data), remote=remote_path)
+        except OSError as exc:
+            # SFTP reports a full disk as a generic failure; say what it most likely is.
+            raise RemoteError(f"{self.label}: {what} to {remote_path} failed: {exc}"
+                              " (is the disk full? df -h on the server)") from None
+        except (EOFError, paramiko.SSHException) as exc:
+            raise RemoteError(f"{self.label}: connection lost during {what}: {exc}") from None
+
+
+def local_identity() -> str:
+    """user@machine of the person deploying, for the lock and the deploy log."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+

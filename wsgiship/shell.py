@@ -1,0 +1,27 @@
+"""Shell quoting in one place: every remote argument goes through here."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+
+def q(value: object) -> str:
+    """Quote one argument for a POSIX shell."""
+    return shlex.quote(str(value))
+
+
+def cmd(*argv: object) -> str:
+    """Join argv into one shell command line, quoting every argument."""
+    return " ".join(q(a) for a in argv)
+
+
+def script(lines: Iterable[str]) -> str:
+    """Join command lines into one bash script that stops at the first failure."""
+    body = "\n".join(line for line in lines if line)
+    return "set -euo pipefail\n" + body + "\n"
+
+
+def bash(body: str) -> str:
+    """A command line that runs `body` with bash (so the login shell does not matter)."""
+    return cmd("bash", "-c", body)

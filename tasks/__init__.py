@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from .deploy import deploy
+from .releases import releases, rollback, unlock
 
-ns = Collection(deploy)
+ns = Collection(deploy, rollback, releases, unlock)
 ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})

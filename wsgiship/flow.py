@@ -24,6 +24,7 @@ from .commands import release as rel
 from .commands import services, venv
 from .config import App
 from .errors import LockedError, RemoteError, WsgishipError
+from .facts import State, parse_state, state_command
 from .output import Reporter
 from .remote import Remote, local_identity
 from .render import CONFIG_DIR, paths_for, render
@@ -267,3 +268,86 @@ class Deploy:
                "started": started, "duration": round(time.monotonic() - t0, 2),
                "result": "failed", "reason": reason,
                "rolled_back_to": self.previous if self.switched else None})
+
+
+def read_state(remote: Remote, app: App) -> State:
+    res = remote.run(state_command(paths_for(app)), what="read releases")
+    return parse_state(res.stdout)
+
+
+@dataclass
+class Rollback:
+    remote: Remote
+    app: App
+    out: Reporter
+    to: str = ""
+
+    def choose(self, state: State) -> str:
+        """The release to go back to; an error (changing nothing) when there is none."""
+        label = self.remote.label
+        if self.to:
+            target = state.get(self.to)
+            known = ", ".join(r.name for r in state.releases if r.ok) or "none"
+            if target is None:
+                raise WsgishipError(f"{label}: no release {self.to!r} (good releases: {known})")
+            if not target.ok:
+                raise WsgishipError(f"{label}: release {self.to} is marked failed "
+                                    f"({target.failed}); pick a good one: {known}")
+            if target.name == state.current:
+                raise WsgishipError(f"{label}: {self.to} is already current")
+            return target.name
+        if not state.current:
+            raise WsgishipError(f"{label}: nothing deployed yet, nothing to roll back")
+        previous = state.previous_good()
+        if previous is None:
+            raise WsgishipError(f"{label}: no good release before {state.current} to roll back to")
+        return previous.name
+
+    def run(self) -> str:
+        started, t0 = now_iso(), time.monotonic()
+        s = Session(self.remote, self.app, self.out, "rollback")
+        with self.out.step("connect") as st:
+            self.remote.open()
+            s.lock()
+            st.detail = f"{self.remote.user}@{self.remote.conn.host}, locked"
+        try:
+            state = read_state(self.remote, self.app)
+            target = self.choose(state)
+            from_release = state.current
+            self.out.line(f"rolling back {from_release} -> {target}")
+            try:
+                activate(s, target)
+                verify(s, target)
+            except BaseException as exc:
+                error = exc
+                def back() -> None:
+                    self.out.line(f"rollback failed ({str(error).splitlines()[0]}); "
+                                  f"switching back to {from_release}")
+                    activate(s, from_release)
+                    s.log({"release": target, "from": from_release, "started": started,
+                           "duration": round(time.monotonic() - t0, 2), "result": "failed",
+                           "reason": str(error).splitlines()[0]})
+                if from_release:
+                    s.cleanup(back)
+                raise
+            s.log({"release": target, "from": from_release, "started": started,
+                   "duration": round(time.monotonic() - t0, 2), "result": "ok"})
+            return target
+        finally:
+            s.cleanup(s.unlock)
+            self.remote.close()
+
+
+def force_unlock(remote: Remote, app: App) -> str:
+    """Remove the lock whoever holds it; say whose it was."""
+    p = paths_for(app)
+    remote.open()
+    try:
+        res = remote.run(rel.force_unlock(p), what="unlock")
+    finally:
+        remote.close()
+    holder = res.stdout.strip()
+    if not holder:
+        return f"{remote.label}: no lock on {p.deploy_to}"
+    return (f"{remote.label}: removed the lock on {p.deploy_to} held by "
+            f"{describe_lock(holder, app.lock_stale_after)}")

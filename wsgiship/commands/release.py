@@ -48,6 +48,14 @@ def unlock(p: Paths, token: str) -> str:
     ])
 
 
+def force_unlock(p: Paths) -> str:
+    """Remove the lock whoever holds it, printing the holder it had."""
+    return script([
+        f"if [ -d {q(p.lock)} ]; then cat {q(p.lock)}/holder 2>/dev/null || echo '{{}}';"
+        f" rm -rf {q(p.lock)}; fi",
+    ])
+
+
 def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
            shared_dirs: tuple[str, ...]) -> str:
     """Extract the uploaded tarball into a new release and link the shared files and dirs."""

@@ -24,7 +24,7 @@ class RemoteError(WsgishipError):
         base = super().__str__()
         if not self.detail.strip():
             return base
-        lines = self.detail.rstrip().splitlines()[-25:]
+        lines = self.detail.rstrip().splitlines()[-30:]
         return base + "\n" + "\n".join("  | " + line for line in lines)
 
 

@@ -156,12 +156,20 @@ def verify(s: Session, release: str) -> None:
                                   h.timeout),
             check=False, what="health check", timeout=h.timeout + 30)
         if not res.ok:
-            logs = s.remote.run(services.error_log_tail(s.paths), check=False).stdout
+            facts = res.facts()
+            body = "\n".join(line for line in res.stdout.splitlines()
+                             if line.split("=")[0] not in ("status", "release", "waited"))
+            logs = s.remote.run(services.error_log_tail(s.paths, 12), check=False).stdout
+            answered = facts.get("status", "none")
+            answer = "no answer" if answered == "none" else f"answered {answered}"
+            if facts.get("release") not in (release, "none", None):
+                answer += f" from release {facts.get('release')} (still the old workers)"
             raise RemoteError(
-                f"{s.remote.label}: health check failed: GET "
-                f"http://{health_host(app)}:{app.http_port}{h.path} did not answer {h.status} "
-                f"from release {release} within {h.timeout}s",
-                res.stdout + ("\n--- app log (last lines) ---\n" + logs if logs.strip() else ""),
+                f"{s.remote.label}: health check failed: GET http://{health_host(app)}:"
+                f"{app.http_port}{h.path} {answer}, expected {h.status} from release {release} "
+                f"(waited {facts.get('waited', '?')}s)",
+                ("--- response (first lines) ---\n" + body + "\n" if body.strip() else "")
+                + ("--- app log (last lines) ---\n" + logs if logs.strip() else ""),
             )
         st.detail = f"{h.path} -> {res.facts().get('status')}"
 
@@ -253,6 +261,7 @@ class Deploy:
     def failed(self, s: Session, exc: BaseException, started: str, t0: float) -> None:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        reason = reason.removeprefix(f"{self.remote.label}: ")
         p = s.paths
         if self.created:
             self.remote.run(rel.mark_failed(p, self.release, reason), what="mark failed",

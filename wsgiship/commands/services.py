@@ -75,7 +75,8 @@ def reload_nginx() -> str:
 HEALTH_PROBE = r'''
 import http.client, sys, time
 port, host, path, want, release, timeout = sys.argv[1:7]
-deadline = time.monotonic() + float(timeout)
+start = time.monotonic()
+deadline, wrong_since = start + float(timeout), None
 while True:
     status, seen, body = None, None, ""
     try:
@@ -89,12 +90,18 @@ while True:
         body = f"{type(exc).__name__}: {exc}"
     # A request answered by the old workers does not count: wait for the new release's header
     # (apps whose wsgi template drops the header are judged on the status alone).
-    if status == int(want) and seen in (release, None):
+    new = seen in (release, None)
+    if status == int(want) and new:
         print(f"status={status}")
         sys.exit(0)
-    if time.monotonic() > deadline:
-        print(f"status={status} release={seen}")
-        print("\n".join(body.splitlines()[:15]))
+    # the new release answering a wrong status for 5 s is an answer; no need to wait longer
+    wrong_since = (wrong_since or time.monotonic()) if (new and status) else None
+    now = time.monotonic()
+    if now > deadline or (wrong_since and now - wrong_since > 5):
+        print(f"status={status or 'none'}")
+        print(f"release={seen or 'none'}")
+        print(f"waited={now - start:.1f}")
+        print("\n".join(body.strip().splitlines()[:8]))
         sys.exit(1)
     time.sleep(0.2)
 '''

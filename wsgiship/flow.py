@@ -131,18 +131,22 @@ class Session:
             body()
 
 
-def activate(s: Session, release: str) -> None:
+def activate(s: Session, release: str, previous: str) -> None:
     """Switch `current` to a release and make the services serve it, in deploy order."""
     p, remote, app = s.paths, s.remote, s.app
     with s.out.step("switch") as st:
         remote.run(rel.switch(p, release), what="switch current")
         st.detail = f"current -> releases/{release}"
     with s.out.step("uwsgi") as st:
-        remote.run(services.install(p, remote.user, app_user_for(app, remote.user),
-                                    app.shared_dirs + app.shared_files),
-                   priv=True, what="install service and site")
-        res = remote.run(services.reload_uwsgi(p), priv=True, what="reload uWSGI")
-        st.detail = res.facts().get("uwsgi", "")
+        res = remote.run(services.install(p, remote.user, app_user_for(app, remote.user),
+                                          app.shared_dirs + app.shared_files),
+                         priv=True, what="install service and site")
+        changed = "1" if "unit=installed" in res.stdout else "0"
+        res = remote.run(f"UNIT_CHANGED={changed}\n"
+                         + services.reload_uwsgi(p, release, previous, app.processes),
+                         priv=True, what="reload uWSGI")
+        facts = res.facts()
+        st.detail = f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
     with s.out.step("nginx") as st:
         res = remote.run(services.reload_nginx(), priv=True, what="reload nginx")
         st.detail = res.facts().get("nginx", "")
@@ -209,8 +213,8 @@ class Deploy:
             try:
                 self.updating(s)
                 self.validating(s)
-                activate(s, self.release)
                 self.switched = True
+                activate(s, self.release, self.previous)
                 verify(s, self.release)
                 self.finishing(s, started, t0)
             except BaseException as exc:
@@ -268,7 +272,7 @@ class Deploy:
                             check=False)
         if self.switched and self.previous:
             self.out.line(f"rolling back to {self.previous}")
-            activate(s, self.previous)
+            activate(s, self.previous, self.release)
             verify(s, self.previous)
         elif self.switched:
             self.out.line(f"first deploy failed after the switch: the site is DOWN; release "
@@ -325,14 +329,14 @@ class Rollback:
             from_release = state.current
             self.out.line(f"rolling back {from_release} -> {target}")
             try:
-                activate(s, target)
+                activate(s, target, from_release)
                 verify(s, target)
             except BaseException as exc:
                 error = exc
                 def back() -> None:
                     self.out.line(f"rollback failed ({str(error).splitlines()[0]}); "
                                   f"switching back to {from_release}")
-                    activate(s, from_release)
+                    activate(s, from_release, target)
                     s.log({"release": target, "from": from_release, "started": started,
                            "duration": round(time.monotonic() - t0, 2), "result": "failed",
                            "reason": str(error).splitlines()[0]})

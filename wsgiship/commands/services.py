@@ -52,14 +52,53 @@ def install(p: Paths, login_user: str, app_user: str,
     return script(lines)
 
 
-def reload_uwsgi(p: Paths) -> str:
-    """Graceful reload when running, else start; show the service's own words if it fails."""
-    svc = q(p.service)
+def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
+                 wait: int = 120) -> str:
+    """Make every uWSGI worker serve `release` (run privileged).
+
+    Not running: start. Same venv and same uwsgi.ini (comments aside) as the running release and
+    an unchanged unit: chain reload (fifo `c`, one worker at a time, no stall). Otherwise:
+    graceful reload (re-exec the master, re-read the ini). Either way, wait until every worker
+    runs in the new release's directory (workers chdir there after fork) — `systemctl reload`
+    returns before that.
+    """
+    svc, new, old = q(p.service), q(p.release(release)), q(p.release(previous) if previous else "")
+    cfg = CONFIG_DIR
     return script([
-        f"if systemctl is-active -q {svc}; then systemctl reload {svc}; echo uwsgi=reloaded;",
-        f"elif systemctl start {svc}; then echo uwsgi=started;",
-        f"else journalctl -u {svc} -n 20 --no-pager >&2 || true;"
-        f" tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+        f"NEW={new}; OLD={old}",
+        f"if ! systemctl is-active -q {svc}; then",
+        f"  if systemctl start {svc}; then echo uwsgi=started; else",
+        f"    journalctl -u {svc} -n 20 --no-pager >&2 || true",
+        f"    tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+        "  mode=started",
+        "else",
+        "  mode=graceful",
+        '  if [ -n "$OLD" ] && [ "${UNIT_CHANGED:-0}" = 0 ] && [ -d "$OLD" ]'
+        ' && [ "$(readlink "$NEW/.venv")" = "$(readlink "$OLD/.venv")" ]'
+        f' && cmp -s <(grep -v "^;" "$NEW/{cfg}/uwsgi.ini") <(grep -v "^;" "$OLD/{cfg}/uwsgi.ini")'
+        f" && [ -p {q(p.fifo)} ]; then mode=chain; fi",
+        '  if [ $mode = chain ]; then',
+        f"    timeout 5 sh -c {q('printf c > ' + p.fifo)} || mode=graceful",
+        "  fi",
+        f'  if [ $mode = graceful ]; then systemctl reload {svc}; fi',
+        "  echo uwsgi=$mode",
+        "fi",
+        # wait until every worker has chdir'd into the new release
+        'target=$(readlink -f "$NEW")',
+        f"deadline=$((SECONDS + {int(wait)}))",
+        "while :; do",
+        f"  main=$(systemctl show -p MainPID --value {svc})",
+        '  ready=0; total=0',
+        '  for w in $(pgrep -P "$main" 2>/dev/null); do total=$((total+1));',
+        '    [ "$(readlink "/proc/$w/cwd" 2>/dev/null)" = "$target" ] && ready=$((ready+1)); done',
+        f'  if [ "$total" -ge {int(processes)} ] && [ "$ready" = "$total" ]; then break; fi',
+        '  if [ $SECONDS -ge $deadline ]; then',
+        '    echo "only $ready of $total workers serve the new release after ' + str(int(wait))
+        + 's" >&2',
+        f"    tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+        "  sleep 0.1",
+        "done",
+        "echo workers=$ready",
     ])
 
 

@@ -142,13 +142,15 @@ def activate(s: Session, release: str, previous: str) -> None:
                                           app.shared_dirs + app.shared_files),
                          priv=True, what="install service and site")
         changed = "1" if "unit=installed" in res.stdout else "0"
+        site_new = "site=installed" in res.stdout
         res = remote.run(f"UNIT_CHANGED={changed}\n"
                          + services.reload_uwsgi(p, release, previous, app.processes),
                          priv=True, what="reload uWSGI")
         facts = res.facts()
         st.detail = f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
     with s.out.step("nginx") as st:
-        res = remote.run(services.reload_nginx(), priv=True, what="reload nginx")
+        res = remote.run(services.reload_nginx(p, release, previous, force=site_new),
+                         priv=True, what="reload nginx")
         st.detail = res.facts().get("nginx", "")
 
 

@@ -41,10 +41,13 @@ def install(p: Paths, login_user: str, app_user: str,
         f"U={q(p.unit_file)}; NEW={q(p.current + '/' + CONFIG_DIR + '/service')}",
         'if ! cmp -s "$NEW" "$U"; then install -m 644 "$NEW" "$U"; systemctl daemon-reload;'
         f" systemctl enable -q {q(p.service)}; echo unit=installed; fi",
-        f"ln -sfn {q(p.current + '/' + CONFIG_DIR + '/nginx.conf')}"
-        f" {q('/etc/nginx/sites-available/' + p.nginx_site)}",
-        f"ln -sfn {q('../sites-available/' + p.nginx_site)}"
-        f" {q('/etc/nginx/sites-enabled/' + p.nginx_site)}",
+        f"SITE={q(p.current + '/' + CONFIG_DIR + '/nginx.conf')}",
+        f"AV={q('/etc/nginx/sites-available/' + p.nginx_site)}",
+        f"EN={q('/etc/nginx/sites-enabled/' + p.nginx_site)}",
+        'if [ "$(readlink "$AV")" != "$SITE" ] || [ "$(readlink "$EN")" != "../sites-available/'
+        + p.nginx_site + '" ]; then',
+        '  ln -sfn "$SITE" "$AV"; ln -sfn ' + q("../sites-available/" + p.nginx_site)
+        + ' "$EN"; echo site=installed; fi',
     ]
     if app_user != login_user:
         owned = [f"{p.shared}/log", *(f"{p.shared}/{s}" for s in shared)]
@@ -102,9 +105,20 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
     ])
 
 
-def reload_nginx() -> str:
-    """Test the whole nginx config, then reload (or start) nginx."""
+def reload_nginx(p: Paths, release: str, previous: str, force: bool = False) -> str:
+    """Test the whole nginx config and reload nginx — only when the site changed.
+
+    nginx reads the site through `current`; when the new release's site is the same as the
+    running one (comments aside), nginx has nothing new to read, and skipping the reload spares
+    the keep-alive connections a reload would close.
+    """
+    new = f"{p.release(release)}/{CONFIG_DIR}/nginx.conf"
+    old = f"{p.release(previous)}/{CONFIG_DIR}/nginx.conf" if previous else ""
     return script([
+        f"NEW={q(new)}; OLD={q(old)}; FORCE={int(force)}",
+        'if [ "$FORCE" = 0 ] && [ -n "$OLD" ] && systemctl is-active -q nginx'
+        ' && cmp -s <(grep -v "^ *#" "$NEW") <(grep -v "^ *#" "$OLD" 2>/dev/null); then',
+        "  echo nginx=unchanged; exit 0; fi",
         "nginx -t -q 2>&1",
         "if systemctl is-active -q nginx; then systemctl reload nginx; echo nginx=reloaded;",
         "else systemctl start nginx; echo nginx=started; fi",

@@ -34,6 +34,17 @@ class Health:
     timeout: int = 60
 
 
+HOOK_POINTS = ("before_switch", "after_switch")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A command run at a hook point: on the server (in the release) or on this machine."""
+
+    command: str
+    local: bool = False
+
+
 @dataclass(frozen=True)
 class App:
     """The app's settings for one host (app section merged with that host's overrides)."""
@@ -57,6 +68,7 @@ class App:
     templates: Path | None = None
     app_user: str | None = None
     lock_stale_after: int = 3600
+    hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def wsgi_module(self) -> str:
@@ -223,6 +235,32 @@ def _health(value: Any) -> dict[str, Any]:
     return value  # checked key by key in _build_health
 
 
+def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
+    if not isinstance(value, dict):
+        raise _Bad(f"a mapping of hook point ({', '.join(HOOK_POINTS)}) to a list of commands")
+    out = {}
+    for point, entries in value.items():
+        if point not in HOOK_POINTS:
+            raise _Bad(f"hook points {' or '.join(HOOK_POINTS)} (got {_show(point)})")
+        if isinstance(entries, (str, dict)):
+            entries = [entries]
+        if not isinstance(entries, list):
+            raise _Bad(f"a list of commands under {point}")
+        hooks = []
+        for entry in entries:
+            if isinstance(entry, str) and entry.strip():
+                hooks.append(Hook(entry))
+            elif (isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in
+                  ("local", "remote") and isinstance(next(iter(entry.values())), str)):
+                where, command = next(iter(entry.items()))
+                hooks.append(Hook(command, local=where == "local"))
+            else:
+                raise _Bad(f"under {point}: a command string, or {{local: command}}, "
+                           f"got {_show(entry)}")
+        out[point] = tuple(hooks)
+    return MappingProxyType(out)
+
+
 _APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _match(NAME_RE, "a name of letters, digits, - and _"),
     "source": _str,
@@ -243,6 +281,7 @@ _APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "templates": _str,
     "app_user": _match(USER_RE, "a Unix user name"),
     "lock_stale_after": _int_in(60, 7 * 24 * 3600),
+    "hooks": _hooks,
 }
 _HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
     "path": _match(re.compile(r"^/\S*$"), "a URL path starting with /"),

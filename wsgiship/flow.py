@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from datetime import UTC, datetime
 
 from .commands import release as rel
 from .commands import services, venv
+from .commands.appenv import in_release
 from .config import App
 from .errors import LockedError, RemoteError, WsgishipError
 from .facts import State, parse_state, state_command
 from .output import Reporter
 from .remote import Remote, local_identity
 from .render import CONFIG_DIR, paths_for, render
+from .shell import cmd, q
 from .source import Source, collect, tarball
 
 
@@ -180,6 +183,32 @@ def verify(s: Session, release: str) -> None:
         st.detail = f"{h.path} -> {res.facts().get('status')}"
 
 
+def run_hooks(s: Session, point: str, release: str, revision: str) -> None:
+    """Run the app's hooks for `point`, each timed; a failing hook raises with its output."""
+    variables = {"WSGISHIP_RELEASE": release, "WSGISHIP_REVISION": revision,
+                 "WSGISHIP_HOST": s.remote.label, "WSGISHIP_STAGE": point}
+    for hook in s.app.hooks.get(point, ()):
+        where = "local" if hook.local else "remote"
+        with s.out.step(f"hook {point}") as st:
+            st.detail = f"{where}: {hook.command[:70]}"
+            if hook.local:
+                res = subprocess.run(hook.command, shell=True, capture_output=True, text=True,
+                                     cwd=s.app.source, env={**os.environ, **variables})
+                if res.returncode != 0:
+                    raise RemoteError(f"{s.remote.label}: local hook {point} failed (exit "
+                                      f"{res.returncode}): {hook.command}",
+                                      (res.stdout + res.stderr).strip())
+                continue
+            exports = " ".join(f"{k}={q(v)}" for k, v in variables.items())
+            body = f"export {exports}\n" + in_release(s.paths.release(release), hook.command)
+            user = app_user_for(s.app, s.remote.user)
+            if user != s.remote.user:
+                s.remote.run(cmd("runuser", "-u", user, "--", "bash", "-c", body), priv=True,
+                             what=f"hook {point}: {hook.command}")
+            else:
+                s.remote.run(body, what=f"hook {point}: {hook.command}")
+
+
 def app_user_for(app: App, login_user: str) -> str:
     if app.app_user:
         return app.app_user
@@ -215,9 +244,11 @@ class Deploy:
             try:
                 self.updating(s)
                 self.validating(s)
+                run_hooks(s, "before_switch", self.release, self.source.revision)
                 self.switched = True
                 activate(s, self.release, self.previous)
                 verify(s, self.release)
+                run_hooks(s, "after_switch", self.release, self.source.revision)
                 self.finishing(s, started, t0)
             except BaseException as exc:
                 error = exc

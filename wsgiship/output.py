@@ -32,7 +32,7 @@ class Reporter:
     def step(self, name: str) -> Iterator[Step]:
         """Time a step; its line shows when it ends, FAILED if it raised."""
         step, t0 = Step(), time.monotonic()
-        self.stream.write(f"[{self.label}] {name:<16}")
+        self.stream.write(f"[{self.label}] {name:<19}")
         self.stream.flush()
         try:
             yield step

@@ -110,20 +110,21 @@ class Project:
 _counter = iter(range(1, 1000))
 
 
+def make_project(host: th.TestHost, base: Path, **settings: object) -> Project:
+    """A fresh app (a copy of examples/hello) with its own name and HTTP port."""
+    name = f"app{next(_counter)}"
+    app_dir = base / name
+    shutil.copytree(ROOT / "examples" / "hello", app_dir)
+    app = {"name": name, "source": str(app_dir), "wsgi": "hello:app",
+           "server_name": "localhost", "processes": 2, "threads": 2,
+           "health": {"path": "/", "status": 200, "timeout": 30}}
+    app.update(settings)
+    proj = Project(base, app_dir, host, app, name, th.find_free_port())
+    proj.write()
+    return proj
+
+
 @pytest.fixture
 def project(host: th.TestHost, tmp_path: Path) -> Callable[..., Project]:
-    """Factory: a fresh app (a copy of examples/hello) with its own name and HTTP port."""
-
-    def make(**settings: object) -> Project:
-        name = f"app{next(_counter)}"
-        app_dir = tmp_path / name
-        shutil.copytree(ROOT / "examples" / "hello", app_dir)
-        base = {"name": name, "source": str(app_dir), "wsgi": "hello:app",
-                "server_name": "localhost", "processes": 2, "threads": 2,
-                "health": {"path": "/", "status": 200, "timeout": 30}}
-        base.update(settings)
-        proj = Project(tmp_path, app_dir, host, base, name, th.find_free_port())
-        proj.write()
-        return proj
-
-    return make
+    """Factory of fresh apps on the test host, one per call."""
+    return lambda **settings: make_project(host, tmp_path, **settings)

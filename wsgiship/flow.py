@@ -268,9 +268,9 @@ class Deploy:
                  f"{CONFIG_DIR}/requirements.txt": src.requirements}
         with self.out.step("upload") as st:
             data = tarball(src, extra)
-            upload = f"{p.deploy_to}/.upload-{self.release}.tar.gz"
-            self.remote.put(data, upload)
+            upload = rel.upload_path(p, self.release)
             self.created = True
+            self.remote.put(data, upload)
             self.remote.run(rel.unpack(p, self.release, upload, app.shared_files, app.shared_dirs),
                             what="unpack release")
             st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"

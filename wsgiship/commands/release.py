@@ -88,9 +88,16 @@ def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
 
 
 def mark_failed(p: Paths, release: str, reason: str) -> str:
-    """Mark a release failed: never a rollback target, pruned first."""
+    """Mark a release failed (never a rollback target, pruned first); drop a partial upload."""
     r = p.release(release)
-    return script([f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED; fi"])
+    return script([
+        f"rm -f {q(upload_path(p, release))}",
+        f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED; fi",
+    ])
+
+
+def upload_path(p: Paths, release: str) -> str:
+    return f"{p.deploy_to}/.upload-{release}.tar.gz"
 
 
 def switch(p: Paths, release: str) -> str:

@@ -7,7 +7,7 @@ import hashlib
 from ..render import CONFIG_DIR, Paths
 from ..shell import q, script
 
-RECIPE = "1"  # bump when the way venvs are built changes, so old ones are not reused
+RECIPE = "2"  # bump when the way venvs are built changes, so old ones are not reused
 
 
 def venv_key(requirements: str, python: str, python_version: str) -> str:
@@ -17,18 +17,29 @@ def venv_key(requirements: str, python: str, python_version: str) -> str:
 
 
 def ensure(p: Paths, release: str, key: str, python: str) -> str:
-    """Reuse venvs/<key> when complete, else build it and pip install; link it into the release."""
+    """Reuse venvs/<key> when complete, else build it and pip install; link it into the release.
+
+    The build runs in its own session whose id is kept in venvs/<key>.builder: when a deploy's
+    connection is cut, sshd does not stop it, so the next deploy (holding the lock, so the
+    builder can only be an abandoned one) kills that session before rebuilding.
+    """
     v, r = f"{p.venvs}/{key}", p.release(release)
     log = f"{r}/{CONFIG_DIR}/pip.log"
+    build = (
+        'echo $$ > "$B"; '
+        f'{q(python)} -m venv "$V" && "$V/bin/pip" install --disable-pip-version-check'
+        f' --no-input --use-pep517 -r "$R/{CONFIG_DIR}/requirements.txt"'
+    )
     return script([
-        f"V={q(v)}; R={q(r)}; LOG={q(log)}",
+        f'V={q(v)}; R={q(r)}; LOG={q(log)}; B="$V.builder"',
+        "export V R B",
+        'if [ -f "$B" ]; then pkill -KILL -s "$(cat "$B")" 2>/dev/null || true; rm -f "$B"; fi',
         'if [ -f "$V/.complete" ]; then echo venv=reused; else',
         '  rm -rf "$V"',
-        f'  if ! {{ {q(python)} -m venv "$V" && "$V/bin/pip" install --disable-pip-version-check'
-        f' --no-input -r "$R/{CONFIG_DIR}/requirements.txt"; }} > "$LOG" 2>&1; then',
-        '    tail -n 30 "$LOG" >&2; rm -rf "$V"; exit 1',
+        f'  if ! setsid -w bash -c {q(build)} > "$LOG" 2>&1; then',
+        '    tail -n 30 "$LOG" >&2; rm -rf "$V" "$B"; exit 1',
         "  fi",
-        '  touch "$V/.complete"; echo venv=created',
+        '  touch "$V/.complete"; rm -f "$B"; echo venv=created',
         "fi",
         f'ln -sfn {q("../../venvs/" + key)} "$R/.venv"',
     ])

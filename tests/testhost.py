@@ -63,7 +63,6 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SSH_USERS = ("root", "deploy", "deploypw")
 DEPLOYPW_PASSWORD = "testpw"
 CONTAINER_NAME = "wsgiship"
-SYSTEMD = "/lib/systemd/system"
 
 # Units that slow the boot down or reach out to the network (globs over the base's units).
 MASKED_UNITS = (
@@ -99,6 +98,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 log = logging.getLogger("testhost")
+_THIS_FILE = Path(__file__).resolve()
 
 # Console helpers started by this process, kept so they can be reaped.
 _HELPERS: dict[int, subprocess.Popen[bytes]] = {}
@@ -108,7 +108,7 @@ class CommandError(subprocess.CalledProcessError):
     """A command run on a test host exited non-zero."""
 
     def __str__(self) -> str:
-        text = f"{super().__str__()}"
+        text = super().__str__()
         for label, value in (("stdout", self.stdout), ("stderr", self.stderr)):
             if value:
                 tail = "\n".join(str(value).rstrip().splitlines()[-20:])
@@ -185,8 +185,7 @@ def _debootstrap(target: Path, build_log: Path) -> None:
         )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"debootstrap failed (exit {proc.returncode}), see {build_log}\n"
-            + _tail(build_log, 30)
+            f"debootstrap failed (exit {proc.returncode}), see {build_log}\n" + _tail(build_log, 30)
         )
 
 
@@ -246,9 +245,8 @@ def _configure_base(root: Path) -> None:
         dbus_id.unlink()
     dbus_id.symlink_to("/etc/machine-id")
     (root / "etc/hostname").write_text("localhost\n")
-    (root / "etc/wsgiship-testhost").write_text(
-        f"recipe {RECIPE_VERSION}\npackages {BASE_PACKAGES}\n"
-    )
+    (root / "etc/default/locale").write_text("LANG=C.UTF-8\n")
+    (root / "etc/wsgiship-testhost").write_text(f"recipe {RECIPE_VERSION}\npackages {BASE_PACKAGES}\n")
     _chroot(root, "apt-get", "clean")
 
 
@@ -277,7 +275,7 @@ def _install_host_cas(root: Path) -> None:
         (local / f"wsgiship-host-{index}.crt").write_text(pem + "\n")
     if extras:
         _chroot(root, "update-ca-certificates")
-    trusted = {_pem_key(p) for p in PEM_RE.findall(bundle.read_text())} if bundle.exists() else set()
+    trusted = {_pem_key(p) for p in PEM_RE.findall(bundle.read_text())}
     if not all(_pem_key(pem) in trusted for pem in host_certs):
         shutil.copyfile(HOST_CA_BUNDLE, bundle)
 
@@ -431,7 +429,10 @@ def boot(name: str, state_dir: Path, ssh_port: int | None = None, timeout: float
     base = build_base()
 
     if ssh_port is None:
-        ssh_port = previous.ssh_port if previous and _port_free(previous.ssh_port) else find_free_port()
+        reuse = previous is not None and _port_free(previous.ssh_port)
+        ssh_port = previous.ssh_port if previous is not None and reuse else find_free_port()
+    elif not _port_free(ssh_port):
+        raise RuntimeError(f"port {ssh_port} on 127.0.0.1 is already in use")
     hostname = name if name.startswith("wsgiship-") else f"wsgiship-{name}"
     key_path = state_dir / "id_ed25519"
     host_key = state_dir / "ssh_host_ed25519_key"
@@ -454,9 +455,10 @@ def boot(name: str, state_dir: Path, ssh_port: int | None = None, timeout: float
         "unshare", "--pid", "--fork", "--kill-child", "--mount", "--uts", "--ipc", "--cgroup",
         "--propagation", "private", "sh", "-c", script,
     ]  # fmt: skip
-    with open(console_log, "wb") as out:
+    console_log.write_bytes(b"")
+    with open(console_log, "ab") as out:
         helper = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).absolute()), "_console", str(console_log),
+            [sys.executable, "-I", str(_THIS_FILE), "_console", str(console_log),
              str(cgroup), "--", *unshare],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -488,6 +490,8 @@ def boot(name: str, state_dir: Path, ssh_port: int | None = None, timeout: float
         _wait_ready(instance, deadline)
     except BaseException as exc:
         with contextlib.suppress(Exception):
+            if not instance.pid:
+                _abort_boot(helper)
             instance.stop()
         if isinstance(exc, Exception):
             raise RuntimeError(
@@ -502,7 +506,9 @@ def _boot_script(base: Path, upper: Path, work: Path, root: Path, hostname: str)
     q = shlex.quote
     r = q(str(root))
     overlay = f"lowerdir={base},upperdir={upper},workdir={work}"
-    nodes = "null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0"
+    nodes = {"null": "1 3", "zero": "1 5", "full": "1 7", "random": "1 8", "urandom": "1 9",
+             "tty": "5 0"}  # fmt: skip
+    mknods = "\n".join(f"mknod -m 666 {r}/dev/{n} c {numbers}" for n, numbers in nodes.items())
     return f"""set -eu
 mount -t overlay overlay -o {q(overlay)} {r}
 hostname {q(hostname)}
@@ -511,16 +517,13 @@ mount -o remount,bind,ro,nosuid,nodev,noexec {r}/sys
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 {r}/sys/fs/cgroup
 mount -t proc -o nosuid,nodev,noexec proc {r}/proc
 for p in sys sysrq-trigger; do
-  mount --bind {r}/proc/$p {r}/proc/$p
-  mount -o remount,bind,ro {r}/proc/$p
+  if [ -e {r}/proc/$p ]; then
+    mount --bind {r}/proc/$p {r}/proc/$p
+    mount -o remount,bind,ro {r}/proc/$p
+  fi
 done
 mount -t tmpfs -o mode=755,nosuid,size=64m tmpfs {r}/dev
-for n in {nodes}; do
-  IFS=: read -r node major minor <<EOF
-$n
-EOF
-  mknod -m 666 {r}/dev/$node c $major $minor
-done
+{mknods}
 mkdir {r}/dev/pts {r}/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5,nosuid,noexec devpts {r}/dev/pts
 ln -s pts/ptmx {r}/dev/ptmx
@@ -547,14 +550,12 @@ def _populate_upper(
     put = _UpperWriter(base, upper)
     put.file("etc/ssh/sshd_config.d/10-testhost.conf", f"Port {port}\n", 0o644, root_ids)
     put.file("etc/ssh/ssh_host_ed25519_key", host_key.read_text(), 0o600, root_ids)
-    put.file(
-        "etc/ssh/ssh_host_ed25519_key.pub", host_key.with_suffix(".pub").read_text(), 0o644, root_ids
-    )
+    host_pub = host_key.with_suffix(".pub").read_text()
+    put.file("etc/ssh/ssh_host_ed25519_key.pub", host_pub, 0o644, root_ids)
     put.file("etc/hostname", f"{hostname}\n", 0o644, root_ids)
     put.file(
         "etc/hosts",
-        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n",
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         0o644,
         root_ids,
     )
@@ -616,13 +617,18 @@ def _cgroup2_mount() -> Path:
     raise RuntimeError("no cgroup2 hierarchy is mounted (needed for the test host's systemd)")
 
 
-def _make_cgroup(state_dir: Path) -> Path:
+def _cgroup_path(state_dir: Path) -> Path:
+    """The instance's cgroup (v2): systemd inside sees it as its root, via a cgroup namespace."""
     own = "/"
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         if line.startswith("0::"):
             own = line[3:]
     digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
-    path = _cgroup2_mount() / own.lstrip("/") / f"wsgiship-testhost-{digest}"
+    return _cgroup2_mount() / own.lstrip("/") / f"wsgiship-testhost-{digest}"
+
+
+def _make_cgroup(state_dir: Path) -> Path:
+    path = _cgroup_path(state_dir)
     _remove_cgroup(str(path))
     path.mkdir()
     return path
@@ -652,12 +658,24 @@ def _find_systemd(helper: subprocess.Popen[bytes], deadline: float) -> tuple[int
             raise RuntimeError(f"the boot process exited (status {helper.returncode})")
         for unshare_pid in _children(helper.pid):
             for pid in _children(unshare_pid):
-                if b"systemd" in _cmdline(pid):
+                if _cmdline(pid).split(b"\0")[0] == b"/lib/systemd/systemd":
                     start = _start_time(pid)
                     if start is not None:
                         return pid, start
         time.sleep(0.05)
     raise TimeoutError("systemd did not start")
+
+
+def _abort_boot(helper: subprocess.Popen[bytes]) -> None:
+    """Before its systemd is known: kill the unshare process this boot started (its child, the
+    namespace's PID 1, gets SIGKILL through --kill-child)."""
+    deadline = time.monotonic() + 10
+    while helper.poll() is None and time.monotonic() < deadline:
+        for pid in _children(helper.pid):
+            if _cmdline(pid).startswith(b"unshare\0"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _wait_ready(host: TestHost, deadline: float) -> None:
@@ -681,7 +699,7 @@ def _wait_ready(host: TestHost, deadline: float) -> None:
             )
         except subprocess.TimeoutExpired:
             break
-        state = proc.stdout.strip() or proc.stderr.strip()
+        state = proc.stdout.strip() or proc.stderr.strip()[-300:]
         if state in ("running", "degraded"):
             if state == "degraded":
                 failed = host.run("systemctl --failed --no-legend --plain", check=False)
@@ -696,9 +714,16 @@ def _wait_ready(host: TestHost, deadline: float) -> None:
 
 
 def _cleanup(state_dir: Path, cgroup: str) -> None:
+    """Remove what an instance leaves behind, keeping its keys and logs."""
     _remove_cgroup(cgroup)
-    for leftover in ("upper", "work", "root"):
-        _remove_tree(state_dir / leftover)
+    with contextlib.suppress(RuntimeError):
+        _remove_cgroup(str(_cgroup_path(state_dir)))
+    leftovers = [state_dir / name for name in ("upper", "work", "root")]
+    markers = ("info.json", "console.log", "ssh_host_ed25519_key")
+    if any(p.exists() for p in leftovers) and not any((state_dir / m).exists() for m in markers):
+        raise RuntimeError(f"{state_dir} has upper/work/root but is not a test host state dir")
+    for leftover in leftovers:
+        _remove_tree(leftover)
     with contextlib.suppress(FileNotFoundError):
         (state_dir / "systemd.pid").unlink()
 
@@ -807,7 +832,9 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float) -> bool:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return True
         fields = _stat_fields(pid)
-        if fields is None or (start_time is not None and int(fields[19]) != start_time):
+        if fields is None or fields[0] in ("Z", "X"):  # a zombie has finished exiting
+            return True
+        if start_time is not None and int(fields[19]) != start_time:
             return True
         time.sleep(0.05)
     return False

@@ -53,7 +53,7 @@ test: system-deps venv lint
 	$(VENV)/bin/pytest -q
 
 bench: system-deps venv
-	$(PY) bench/redeploy.py
+	$(PY) bench/run.py
 
 clean: stop
 	rm -rf .testhost

@@ -138,8 +138,8 @@ def _show(value: Any) -> str:
 
 
 def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _Bad("a non-empty string")
+    if not isinstance(value, str) or not value.strip() or "\0" in value or "\n" in value:
+        raise _Bad("a non-empty single-line string")
     return value
 
 
@@ -156,7 +156,7 @@ def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
 
 def _match(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
             raise _Bad(what)
         return value
 
@@ -164,7 +164,7 @@ def _match(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
 
 
 def _relpath(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or re.search(r"[\0\n]", value):
         raise _Bad("a relative path")
     parts = Path(value).parts
     if value.startswith("/") or ".." in parts or not parts:
@@ -179,7 +179,8 @@ def _relpaths(value: Any) -> tuple[str, ...]:
 
 
 def _abspath(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or ".." in Path(value).parts:
+    if (not isinstance(value, str) or not value.startswith("/") or ".." in Path(value).parts
+            or re.search(r"[\0\n]", value)):
         raise _Bad("an absolute path such as /srv/myapp")
     if re.search(r"[\s'\"\\$`]", value):
         raise _Bad("a path without spaces, quotes, backslashes, $ or `")
@@ -191,7 +192,7 @@ def _static(value: Any) -> Mapping[str, str]:
         raise _Bad("a mapping of URL prefix to directory, e.g. {/static: static}")
     out = {}
     for url, directory in value.items():
-        if not isinstance(url, str) or not re.match(r"^/[\w./-]*$", url):
+        if not isinstance(url, str) or not re.fullmatch(r"/[\w./-]*", url):
             raise _Bad(f"URL prefixes starting with / (got {_show(url)})")
         out[url.rstrip("/") + "/"] = _relpath(directory)
     return MappingProxyType(out)
@@ -208,9 +209,10 @@ def _uwsgi(value: Any) -> Mapping[str, Any]:
         raise _Bad("a mapping of uWSGI option to value")
     out: dict[str, Any] = {}
     for key, val in value.items():
-        if not isinstance(key, str) or not re.match(r"^[a-z0-9][a-z0-9-]*$", key):
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", key):
             raise _Bad(f"uWSGI option names like harakiri or buffer-size (got {_show(key)})")
-        if "\n" in str(val):
+        values = val if isinstance(val, list) else [val]
+        if any("\n" in str(v) or "\0" in str(v) for v in values):
             raise _Bad("single-line values")
         out[key] = tuple(_scalar(v) for v in val) if isinstance(val, list) else _scalar(val)
     return MappingProxyType(out)
@@ -221,9 +223,9 @@ def _env(value: Any) -> Mapping[str, str]:
         raise _Bad("a mapping of variable name to value")
     out = {}
     for key, val in value.items():
-        if not isinstance(key, str) or not ENV_NAME_RE.match(key):
+        if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key):
             raise _Bad(f"variable names like DATABASE_URL (got {_show(key)})")
-        if "\n" in str(_scalar(val)):
+        if re.search(r"[\0\n]", str(_scalar(val))):
             raise _Bad("single-line values")
         out[key] = str(val).lower() if isinstance(val, bool) else str(val)
     return MappingProxyType(out)
@@ -341,7 +343,7 @@ def _build_app(inv: Inventory, overrides: Mapping[str, Any], where: str) -> App:
     merged: dict[str, Any] = dict(inv.app)
     for key, value in overrides.items():
         if isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
-            value = {**merged[key], **value}  # mappings merge one level; scalars replace
+            value = MappingProxyType({**merged[key], **value})  # mappings merge one level
         merged[key] = value
     for required in ("name", "wsgi"):
         if required not in merged:
@@ -392,12 +394,14 @@ def load(path: Path | None = None) -> Inventory:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "unreadable"
         raise ConfigError(f"{shown}: invalid YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}: expected a mapping with 'app' and 'hosts' at the top")
@@ -408,13 +412,14 @@ def load(path: Path | None = None) -> Inventory:
     app = _clean(path, "app.", app_raw, _APP_FIELDS)
     if "health" in app:
         _build_health(path, "app.", app["health"])
-    hosts_raw = data.get("hosts") or {}
+    hosts_raw = data.get("hosts")
+    hosts_raw = {} if hosts_raw is None else hosts_raw
     if not isinstance(hosts_raw, dict):
         raise ConfigError(f"{shown}: hosts: expected a mapping of alias to host settings")
     hosts: dict[str, Mapping[str, Any]] = {}
     all_fields = {**_HOST_FIELDS, **_APP_FIELDS}
     for alias, raw in hosts_raw.items():
-        if not isinstance(alias, str) or not NAME_RE.match(alias.replace(".", "_")):
+        if not isinstance(alias, str) or not NAME_RE.fullmatch(alias.replace(".", "_")):
             raise ConfigError(f"{shown}: hosts: alias {_show(alias)} must be a simple name")
         if raw is None:
             raw = {}

@@ -149,6 +149,9 @@ def render(app: App, release: str, app_user: str, revision: str) -> dict[str, st
         except jinja2.UndefinedError as exc:
             where = _template_location(exc) or template
             raise ConfigError(f"{where}: template error: {exc.message}") from None
+        except RecursionError:
+            raise ConfigError(f"{template}: template error: it includes itself (an override "
+                              f"cannot include the default of the same name)") from None
         except jinja2.TemplateError as exc:
             raise ConfigError(f"{template}: template error: {exc}") from None
     out[f"{CONFIG_DIR}/env"] = "".join(f"{k}={v}\n" for k, v in app.env.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import subprocess
 import tarfile
 import time
@@ -90,8 +91,9 @@ def requirements_of(files: dict[str, bytes], where: Path) -> str:
         text = "".join(f"{dep}\n" for dep in project.get("dependencies", []))
     else:
         text = ""
-    names = [line.split("#")[0].strip().lower() for line in text.splitlines()]
-    if not any(n.startswith("uwsgi") and not n.startswith("uwsgi-") for n in names):
+    names = [re.split(r"[\s<>=!~;\[@(]", line.split("#")[0].strip(), maxsplit=1)[0]
+             for line in text.splitlines()]
+    if not any(n.lower().replace("_", "-") == "uwsgi" for n in names):
         text = text.rstrip("\n") + ("\n" if text.strip() else "") + UWSGI_REQUIREMENT + "\n"
     return text
 

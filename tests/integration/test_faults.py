@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import FAB, ROOT, Project, make_project
@@ -135,7 +134,7 @@ def test_broken_nginx_override(app, tmp_path):
     overrides = tmp_path / "tpl"
     overrides.mkdir()
     original = (ROOT / "templates" / "nginx.conf.j2").read_text()
-    (overrides / "nginx.conf.j2").write_text(original.replace("server_name", "server_nmae"))
+    (overrides / "nginx.conf.j2").write_text(original.replace("server_name {{", "server_nmae {{"))
     app.settings["templates"] = str(overrides)
     app.write()
     try:
@@ -291,6 +290,3 @@ def test_rollback_errors_change_nothing(host, tmp_path):
     assert res.returncode != 0 and "no release '20200101T000000Z-nope'" in res.stderr
     assert_unharmed(p, current)
 
-
-def _unused(path: Path) -> None:  # keep imports honest for linters
-    del path

@@ -111,18 +111,24 @@ def test_pip_failure(app):
     assert_next_deploy_works(app)
 
 
-def test_template_error_in_override(app, tmp_path):
-    current = app.current()
+def deploy_with_override(app: Project, tmp_path, template: str, text: str):
+    """Deploy once with one template overridden, then go back to the defaults."""
     overrides = tmp_path / "tpl"
     overrides.mkdir()
-    (overrides / "uwsgi.ini.j2").write_text("[uwsgi]\nprocesses = {{ app.procs }}\n")
+    (overrides / template).write_text(text)
     app.settings["templates"] = str(overrides)
     app.write()
     try:
-        res = app.deploy()
+        return app.deploy()
     finally:
         del app.settings["templates"]
         app.write()
+
+
+def test_template_error_in_override(app, tmp_path):
+    current = app.current()
+    res = deploy_with_override(app, tmp_path, "uwsgi.ini.j2",
+                               "[uwsgi]\nprocesses = {{ app.procs }}\n")
     assert res.returncode != 0
     assert re.search(r"uwsgi\.ini\.j2:2: template error: .*procs", res.stderr), res.stderr
     assert_unharmed(app, current)
@@ -131,17 +137,9 @@ def test_template_error_in_override(app, tmp_path):
 
 def test_broken_nginx_override(app, tmp_path):
     current = app.current()
-    overrides = tmp_path / "tpl"
-    overrides.mkdir()
     original = (ROOT / "templates" / "nginx.conf.j2").read_text()
-    (overrides / "nginx.conf.j2").write_text(original.replace("server_name {{", "server_nmae {{"))
-    app.settings["templates"] = str(overrides)
-    app.write()
-    try:
-        res = app.deploy()
-    finally:
-        del app.settings["templates"]
-        app.write()
+    res = deploy_with_override(app, tmp_path, "nginx.conf.j2",
+                               original.replace("server_name {{", "server_nmae {{"))
     assert res.returncode != 0
     assert "nginx -t" in res.stderr and "server_nmae" in res.stderr
     assert_unharmed(app, current)

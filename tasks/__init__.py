@@ -3,7 +3,9 @@
 from invoke import Collection
 
 from .deploy import deploy
+from .exec import exec_
+from .logs import logs
 from .releases import releases, rollback, unlock
 
-ns = Collection(deploy, rollback, releases, unlock)
+ns = Collection(deploy, rollback, releases, unlock, logs, exec_)
 ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})

@@ -69,6 +69,7 @@ class App:
     app_user: str | None = None
     lock_stale_after: int = 3600
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    service_manager: str = "systemd"
 
     @property
     def wsgi_module(self) -> str:
@@ -284,6 +285,7 @@ _APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "app_user": _match(USER_RE, "a Unix user name"),
     "lock_stale_after": _int_in(60, 7 * 24 * 3600),
     "hooks": _hooks,
+    "service_manager": _match(re.compile(r"systemd|supervisor"), "systemd or supervisor"),
 }
 _HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
     "path": _match(re.compile(r"^/\S*$"), "a URL path starting with /"),

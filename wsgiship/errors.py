@@ -28,6 +28,10 @@ class RemoteError(WsgishipError):
         return base + "\n" + "\n".join("  | " + line for line in lines)
 
 
+class ConnectionLost(RemoteError):
+    """The SSH connection dropped in the middle of a step."""
+
+
 class LockedError(WsgishipError):
     """Another deploy holds the lock."""
 

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 
 from .commands import release as rel
 from .commands import services, venv
-from .commands.appenv import in_release
+from .commands.appenv import run_in
 from .config import App
-from .errors import LockedError, RemoteError, WsgishipError
+from .errors import ConnectionLost, LockedError, RemoteError, WsgishipError
 from .facts import State, parse_state, state_command
 from .output import Reporter
 from .remote import Remote, local_identity
@@ -129,7 +129,7 @@ class Session:
         """Run failure handling; after a lost connection, reconnect once to do it."""
         try:
             body()
-        except RemoteError:
+        except ConnectionLost:
             self.remote.reconnect()
             body()
 
@@ -147,7 +147,8 @@ def activate(s: Session, release: str, previous: str) -> None:
         changed = "1" if "unit=installed" in res.stdout else "0"
         site_new = "site=installed" in res.stdout
         res = remote.run(f"UNIT_CHANGED={changed}\n"
-                         + services.reload_uwsgi(p, release, previous, app.processes),
+                         + services.reload_uwsgi(p, release, previous, app.processes,
+                                                 app_user_for(app, remote.user) != remote.user),
                          priv=True, what="reload uWSGI")
         facts = res.facts()
         st.detail = f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
@@ -200,10 +201,12 @@ def run_hooks(s: Session, point: str, release: str, revision: str) -> None:
                                       (res.stdout + res.stderr).strip())
                 continue
             exports = " ".join(f"{k}={q(v)}" for k, v in variables.items())
-            body = f"export {exports}\n" + in_release(s.paths.release(release), hook.command)
+            body = f"export {exports}\n" + run_in(s.paths.release(release),
+                                                   ["bash", "-c", hook.command])
             user = app_user_for(s.app, s.remote.user)
             if user != s.remote.user:
-                s.remote.run(cmd("runuser", "-u", user, "--", "bash", "-c", body), priv=True,
+                s.remote.run("$SUDO " + cmd("runuser", "-u", user, "--", "bash", "-c", body),
+                             priv=True,
                              what=f"hook {point}: {hook.command}")
             else:
                 s.remote.run(body, what=f"hook {point}: {hook.command}")
@@ -283,9 +286,10 @@ class Deploy:
         with self.out.step("check app"):
             self.remote.run(services.import_check(s.paths, self.release),
                             what=f"import check of {self.app.wsgi} in the new venv")
-        with self.out.step("check nginx"):
-            self.remote.run(services.nginx_check(s.paths, self.release), priv=True,
-                            what="nginx -t of the new site")
+        with self.out.step("check configs"):
+            self.remote.run(services.nginx_check(s.paths, self.release)
+                            + services.unit_check(s.paths, self.release, self.remote.label),
+                            priv=True, what="nginx -t of the new site and service config check")
 
     def finishing(self, s: Session, started: str, t0: float) -> None:
         with self.out.step("prune") as st:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import invoke
 import paramiko
@@ -147,14 +147,17 @@ class Stream:
             chan.recv_ready() or chan.recv_stderr_ready())
 
     def exit_code(self) -> int:
-        """The script's exit code; raises ConnectionLost when the connection dropped instead."""
+        """The script's exit code (-1: ended by a signal); ConnectionLost if the host dropped."""
+        if self.chan.exit_status_ready():
+            return self.chan.recv_exit_status()
         transport = self.remote.conn.transport
-        if not self.chan.exit_status_ready() or transport is None or not transport.is_active():
-            if not self.chan.exit_status_ready():
-                cause = transport.get_exception() if transport is not None else None
-                raise ConnectionLost(f"{self.remote.label}: connection lost"
-                                     + (f": {cause}" if cause else ""))
-        return self.chan.recv_exit_status()
+        # the server closing the channel properly (after a signal) sends EOF; a dropped
+        # connection closes it without one
+        if self.chan.eof_received and transport is not None and transport.is_active():
+            return -1
+        cause = transport.get_exception() if transport is not None else None
+        why = str(cause or "") or "the connection closed"
+        raise ConnectionLost(f"{self.remote.label}: connection lost: {why}")
 
     def close(self) -> None:
         try:
@@ -176,20 +179,6 @@ def sudo_error(remote: Remote, err: Sequence[str]) -> WsgishipError | None:
         return WsgishipError(f"{remote.label}: cannot read the logs as {remote.user}, and sudo "
                              f"refused: {err[0]}")
     return None
-
-
-def run_stream(stream: Stream) -> tuple[int, list[str], list[str]]:
-    """Run a Stream to its end: (exit code, stdout lines, stderr lines)."""
-    out: list[str] = []
-    err: list[str] = []
-    while True:
-        select.select([stream], [], [], 1.0)
-        o, e = stream.pump()
-        out += o
-        err += e
-        if stream.done:
-            break
-    return stream.exit_code(), out, err
 
 
 # --- one host ---
@@ -340,9 +329,12 @@ class Follow:
     lost: set[str] = field(default_factory=set)
     streams: list[Stream] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    interrupted: bool = False
+    error: WsgishipError | None = None  # with one host: raised as the task's error
 
     def run(self) -> int:
-        """Returns how many hosts failed or dropped; 0 after Ctrl-C with all still streaming."""
+        """Ctrl-C ends it: 0 (a host that dropped was reported then). Ending on its own, with
+        nothing left to follow: how many hosts failed or dropped."""
         threads = [threading.Thread(target=self._host, args=(h,), daemon=True)
                    for h in self.hosts]
         if threading.current_thread() is threading.main_thread():
@@ -354,7 +346,7 @@ class Follow:
             while any(t.is_alive() for t in threads) and not self.printer.broken.is_set():
                 time.sleep(0.1)
         except KeyboardInterrupt:
-            pass
+            self.interrupted = True
         finally:
             # a second Ctrl-C must not interrupt the cleanup with a traceback
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -363,6 +355,10 @@ class Follow:
             for t in threads:
                 t.join(2)
             signal.signal(signal.SIGINT, previous)
+        if self.interrupted:
+            return 0
+        if self.error is not None:
+            raise self.error
         return len(self.lost)
 
     def _close_all(self) -> None:
@@ -387,7 +383,7 @@ class Follow:
             self._pump(host, mine)
         except WsgishipError as exc:
             if not self.stop.is_set():
-                self._lost(host, str(exc))
+                self._lost(host, exc)
 
     def _pump(self, host: HostLogs, streams: list[tuple[str, Stream]]) -> None:
         live = dict(streams)
@@ -407,18 +403,38 @@ class Follow:
                     if self.stop.is_set():
                         return
                     code = st.exit_code()  # raises ConnectionLost when the host dropped
+                    _check_alive(host.remote)  # a server going down ends its commands first
                     self.printer.note(host.label, f"{source}: stopped (exit {code})")
+        if not live and not self.stop.is_set():
+            with self.lock:
+                self.lost.add(host.label)  # nothing left to follow there: a failure
 
-    def _lost(self, host: HostLogs, message: str) -> None:
+    def _lost(self, host: HostLogs, exc: WsgishipError) -> None:
         with self.lock:
             if host.label in self.lost:
                 return
             self.lost.add(host.label)
-        text = message.removeprefix(f"{host.label}: ")
+        host.remote.close()
+        if len(self.hosts) == 1:
+            self.error = exc
+            return
+        text = str(exc).removeprefix(f"{host.label}: ")
         if not text.startswith("connection lost"):
             text = f"error: {text}"
         self.printer.note(host.label, text)
-        host.remote.close()
+
+
+def _check_alive(remote: Remote) -> None:
+    """Raise ConnectionLost unless the server still opens a channel on this connection."""
+    transport = remote.conn.transport
+    try:
+        if transport is None:
+            raise paramiko.SSHException("not connected")
+        transport.open_session(timeout=5).close()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        closed = transport is None or not transport.is_active()
+        why = "the server closed the connection" if closed else (str(exc) or type(exc).__name__)
+        raise ConnectionLost(f"{remote.label}: connection lost: {why}") from None
 
 
 def quiet_broken_stdout() -> None:
@@ -432,7 +448,7 @@ def quiet_broken_stdout() -> None:
 
 def utf8_stdio() -> None:
     """Write UTF-8 to the terminal whatever the local locale says."""
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (sys.stdout, sys.stderr, sys.stdin):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             try:
@@ -446,7 +462,24 @@ def utf8_stdio() -> None:
 
 class Utf8Runner(FabricRemoteRunner):
     """Fabric's remote runner, decoding output incrementally (a character cut in two by a read
-    is not replaced)."""
+    is not replaced), and passing piped stdin on as bytes (Fabric reads it a character at a
+    time through the locale's codec: binary data breaks, and a decoding error hangs the run)."""
+
+    def read_our_stdin(self, input_: Any) -> bytes | str | None:
+        try:
+            fd = input_.fileno()
+        except (AttributeError, ValueError, OSError):
+            return super().read_our_stdin(input_)
+        if self.using_pty or os.isatty(fd):
+            return super().read_our_stdin(input_)
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        return os.read(fd, 65536) if ready else None  # b"": end of input
+
+    def write_proc_stdin(self, data: bytes | str) -> None:
+        if isinstance(data, bytes):
+            self._write_proc_stdin(data)
+        else:
+            super().write_proc_stdin(data)
 
     def read_proc_output(self, reader: Callable[[int], bytes]) -> Iterable[str]:
         decoder = codecs.getincrementaldecoder(self.encoding or "utf-8")("replace")

@@ -11,8 +11,8 @@ import paramiko
 from fabric import Config, Connection
 
 from .config import Host
-from .errors import RemoteError, WsgishipError
-from .shell import bash
+from .errors import ConnectionLost, RemoteError, WsgishipError
+from .shell import bash, q
 
 
 @dataclass
@@ -121,28 +121,52 @@ class Remote:
     def close(self) -> None:
         self.conn.close()
 
+    @property
+    def whole_script_sudo(self) -> bool:
+        """With a sudo password, a privileged script runs whole under one `sudo` (Fabric answers
+        the prompt once); otherwise each root command inside it is prefixed with `sudo -n`, so a
+        deploy user needs sudo only for the exact commands that `fab setup` allows."""
+        return self.user != "root" and self.config.sudo.password is not None
+
+    @property
+    def sudo_prefix(self) -> str:
+        return "" if self.user == "root" or self.whole_script_sudo else "sudo -n"
+
     def run(self, body: str, *, priv: bool = False, check: bool = True, what: str = "",
             timeout: int | None = None) -> Result:
-        """Run a bash script; privileged scripts go through sudo for a non-root login."""
+        """Run a bash script. A privileged one gets $SUDO: empty when already root, else
+        `sudo -n` to put before each command that needs root."""
+        if priv:
+            body = f"SUDO={q(self.sudo_prefix)}\n" + body
         command = bash(body)
         opts = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
         try:
-            if priv and self.user != "root":
+            if priv and self.whole_script_sudo:
                 res = self.conn.sudo(command, **opts)
             else:
                 res = self.conn.run(command, **opts)
         except invoke.exceptions.AuthFailure:
             raise WsgishipError(
-                f"{self.label}: sudo asked {self.user} for a password; run with "
-                f"--prompt-for-sudo-password, or allow NOPASSWD for the deploy commands"
+                f"{self.label}: sudo refused the password for {self.user}; check it, or allow "
+                f"NOPASSWD for the deploy commands (fab setup)"
             ) from None
         except invoke.exceptions.CommandTimedOut:
             raise RemoteError(f"{self.label}: {what or 'remote command'} timed out") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise RemoteError(f"{self.label}: connection lost during {what or 'a command'}: "
-                              f"{exc}") from None
+            raise ConnectionLost(f"{self.label}: connection lost during "
+                                 f"{what or 'a command'}: {exc}") from None
         result = Result(res.exited, res.stdout, res.stderr)
         if check and not result.ok:
+            if "sudo: a password is required" in result.stderr:
+                raise WsgishipError(
+                    f"{self.label}: sudo asked {self.user} for a password during "
+                    f"{what or 'a privileged step'}; run with --prompt-for-sudo-password, or "
+                    f"allow NOPASSWD for the deploy commands (fab setup)")
+            if "is not allowed to execute" in result.stderr or "not allowed to run" in result.stderr:
+                raise RemoteError(
+                    f"{self.label}: sudo does not allow {self.user} a command "
+                    f"{what or 'a step'} needs; run `fab setup -H {self.label}` as root to "
+                    f"install the sudo rules", result.output)
             raise RemoteError(f"{self.label}: {what or 'remote command'} failed "
                               f"(exit {result.code})", result.output)
         return result
@@ -152,11 +176,14 @@ class Remote:
         try:
             self.conn.put(io.BytesIO(data), remote=remote_path)
         except OSError as exc:
+            transport = self.conn.transport
+            if transport is None or not transport.is_active():
+                raise ConnectionLost(f"{self.label}: connection lost during {what}: {exc}") from None
             # SFTP reports a full disk as a generic failure; say what it most likely is.
             raise RemoteError(f"{self.label}: {what} to {remote_path} failed: {exc}"
                               " (is the disk full? df -h on the server)") from None
         except (EOFError, paramiko.SSHException) as exc:
-            raise RemoteError(f"{self.label}: connection lost during {what}: {exc}") from None
+            raise ConnectionLost(f"{self.label}: connection lost during {what}: {exc}") from None
 
 
 def local_identity() -> str:

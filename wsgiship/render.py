@@ -14,13 +14,13 @@ from .errors import ConfigError
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 CONFIG_DIR = ".wsgiship"  # inside each release: the rendered configs travel with the code
 
-# template -> file name inside <release>/.wsgiship/
+# template -> file name inside <release>/.wsgiship/ ("service": the service manager's config)
 TEMPLATES = {
     "wsgi.py.j2": "wsgi.py",
     "uwsgi.ini.j2": "uwsgi.ini",
     "nginx.conf.j2": "nginx.conf",
-    "systemd.service.j2": "service",
 }
+SERVICE_TEMPLATES = {"systemd": "systemd.service.j2", "supervisor": "supervisor.conf.j2"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Paths:
 
     deploy_to: str
     name: str
+    manager: str = "systemd"
 
     @property
     def releases(self) -> str:
@@ -59,19 +60,27 @@ class Paths:
         return f"{self.shared}/log/uwsgi.log"
 
     @property
+    def run_dir(self) -> str:
+        """Socket and fifo. The dir is setgid www-data, so the socket is nginx's group without
+        uWSGI running in that group (which would hide its /proc entries from the deploy user)."""
+        return f"{self.shared}/run"
+
+    @property
     def socket(self) -> str:
-        return f"/run/{self.name}/uwsgi.sock"
+        return f"{self.run_dir}/uwsgi.sock"
 
     @property
     def fifo(self) -> str:
-        return f"/run/{self.name}/uwsgi.fifo"
+        return f"{self.run_dir}/uwsgi.fifo"
 
     @property
     def service(self) -> str:
         return f"wsgiship-{self.name}"
 
     @property
-    def unit_file(self) -> str:
+    def service_file(self) -> str:
+        if self.manager == "supervisor":
+            return f"/etc/supervisor/conf.d/{self.service}.conf"
         return f"/etc/systemd/system/{self.service}.service"
 
     @property
@@ -83,7 +92,7 @@ class Paths:
 
 
 def paths_for(app: App) -> Paths:
-    return Paths(app.deploy_to, app.name)
+    return Paths(app.deploy_to, app.name, app.service_manager)
 
 
 def _uwsgi_options(app: App) -> list[tuple[str, str]]:
@@ -140,7 +149,8 @@ def render(app: App, release: str, app_user: str, revision: str) -> dict[str, st
     }
     env = environment(app)
     out = {}
-    for template, target in TEMPLATES.items():
+    templates = {**TEMPLATES, SERVICE_TEMPLATES[app.service_manager]: "service"}
+    for template, target in templates.items():
         try:
             out[f"{CONFIG_DIR}/{target}"] = env.get_template(template).render(context)
         except jinja2.TemplateSyntaxError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..errors import WsgishipError
 from ..render import Paths
 from ..shell import cmd, q, script
+from .appenv import run_in
 
 SOURCES = ("app", "nginx", "access")
 DEFAULT_SOURCES = ("app", "nginx")
@@ -187,20 +188,21 @@ def follow(path: str, lines: int, grep: str = "", since: int | None = None) -> s
     ]
     if not grep and since is None:
         # one tail from the last lines on: nothing lost or doubled in between
-        body.append(f'tail -n {int(lines)} -F --pid="$W" -- "$F" 2>/dev/null')
+        body.append(f'tail -n {int(lines)} -F -s 0.5 --pid="$W" -- "$F" 2>/dev/null')
         return script(body)
     body += [
         'SIZE=$(stat -L -c %s -- "$F" 2>/dev/null || echo 0)',
-        'if [ "$SIZE" -gt 0 ]; then',
-        *("  " + line for line in _history(lines, grep, since, limit='"$SIZE"')),
-        "fi",
+        *(f'if [ "$SIZE" -gt 0 ]; then {line}; fi'
+          for line in _history(lines, grep, since, limit='"$SIZE"')),
         # on from the byte the history ended at
-        f'tail -c +"$((SIZE + 1))" -F --pid="$W" -- "$F" 2>/dev/null{grep_new} || true',
+        f'tail -c +"$((SIZE + 1))" -F -s 0.5 --pid="$W" -- "$F" 2>/dev/null{grep_new} || true',
     ]
     return script(body)
 
 
 def _history(lines: int, grep: str, since: int | None, limit: str) -> list[str]:
+    if lines <= 0:
+        return []  # (and a `tail -n 0` would end the pipe under grep: a SIGPIPE, an error)
     grep_part = (f" | {{ LC_ALL=C.UTF-8 grep -a -E -e {q(grep)} || [ $? = 1 ]; }}"
                  if grep else "")
     tail = f" | tail -n {int(lines)}"
@@ -224,41 +226,6 @@ def sudo(body: str, with_password: bool) -> str:
 
 # --- fab exec ---
 
-# Runs argv with the app's environment loaded as the app's wsgi.py loads it (the same KEY=VALUE
-# parsing: no shell expansion, so any value is safe); the caller's environment wins.
-ENV_EXEC = r'''
-import os, sys
-
-def load_env(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (FileNotFoundError, PermissionError):
-        return
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        os.environ.setdefault(key.strip(), value)
-
-load_env(".env")
-load_env(os.path.join(".wsgiship", "env"))
-argv = sys.argv[1:]
-try:
-    os.execvp(argv[0], argv)
-except FileNotFoundError:
-    sys.stderr.write(argv[0] + ": command not found\n")
-    sys.exit(127)
-except PermissionError:
-    sys.stderr.write(argv[0] + ": permission denied\n")
-    sys.exit(126)
-'''
-
-
 def exec_probe(p: Paths) -> str:
     """Fail with NOT_DEPLOYED unless `current` is a release with a venv; print release=NAME."""
     return script([
@@ -269,16 +236,8 @@ def exec_probe(p: Paths) -> str:
 
 
 def exec_command(p: Paths, argv: Sequence[str]) -> str:
-    """Run argv in the current release's directory with its venv first on PATH (VIRTUAL_ENV set)
-    and the app's environment (the shared .env, then .wsgiship/env) loaded."""
-    return script([
-        # -P: into the release itself, so a deploy switching `current` meanwhile changes nothing
-        f"cd -P {q(p.current)}",
-        'export VIRTUAL_ENV="$(cd -P .venv && pwd)"',
-        'export PATH="$VIRTUAL_ENV/bin:$PATH"',
-        "unset PYTHONHOME",
-        f'exec "$VIRTUAL_ENV/bin/python" -c {q(ENV_EXEC)} {cmd(*argv)}',
-    ])
+    """Run argv in the current release's directory as the app runs (see appenv.run_in)."""
+    return run_in(p.current, argv)
 
 
 def as_user(body: str, user: str, login_user: str) -> str:

@@ -34,11 +34,15 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
 
 def layout(p: Paths, owner: str) -> str:
     """Create <deploy_to> owned by the login user, group www-data, setgid (run privileged)."""
-    dirs = [p.deploy_to, p.releases, p.shared, p.venvs, f"{p.shared}/log"]
     return script([
-        "getent group www-data >/dev/null || groupadd --system www-data",
-        *(cmd("install", "-d", "-o", owner, "-g", "www-data", "-m", "2750", d) for d in dirs),
+        "getent group www-data >/dev/null || $SUDO groupadd --system www-data",
+        *("$SUDO " + cmd("install", "-d", "-o", owner, "-g", "www-data", "-m", "2750", d)
+          for d in layout_dirs(p)),
     ])
+
+
+def layout_dirs(p: Paths) -> list[str]:
+    return [p.deploy_to, p.releases, p.shared, p.venvs, f"{p.shared}/log", p.run_dir]
 
 
 def unlock(p: Paths, token: str) -> str:
@@ -63,6 +67,7 @@ def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
     lines = [
         "umask 027",
         f"R={q(r)}",
+        f"mkdir -p {q(p.shared + '/log')} {q(p.run_dir)}",
         'mkdir "$R"',
         f'tar -xzf {q(upload)} -C "$R" --no-same-owner',
         f"rm -f {q(upload)}",

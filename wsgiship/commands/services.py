@@ -1,6 +1,8 @@
-"""Pure builders for validation, uWSGI (systemd) and nginx."""
+"""Pure builders for validation, uWSGI (under systemd or supervisor) and nginx."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..render import CONFIG_DIR, Paths
 from ..shell import cmd, q, script
@@ -20,60 +22,148 @@ def import_check(p: Paths, release: str) -> str:
 
 
 def nginx_check(p: Paths, release: str) -> str:
-    """`nginx -t` on the new release's site inside a throwaway main config (run privileged)."""
+    """`nginx -t` of the new release's site inside a throwaway main config, before the switch.
+
+    Runs as the login user: no root needed, so a restricted deploy user can run it too. Log
+    paths are pointed at /dev/null for the test (opening /var/log/nginx needs root); a check
+    that fails only on permission to read a file (e.g. a TLS key) is left to the root
+    `nginx -t` after the switch.
+    """
     site = f"{p.release(release)}/{CONFIG_DIR}/nginx.conf"
     main = (
         "include /etc/nginx/modules-enabled/*.conf;\n"
         "events {}\n"
-        f"http {{ include /etc/nginx/mime.types; include {site}; }}\n"
+        "http { include /etc/nginx/mime.types; include SITE; }\n"
     )
     return script([
         'T=$(mktemp -d); trap \'rm -rf "$T"\' EXIT',
-        f'printf %s {q(main)} > "$T/nginx.conf"',
-        'nginx -t -q -c "$T/nginx.conf" 2>&1',
+        f"sed -E 's#^([[:space:]]*(access_log|error_log))[[:space:]]+[^;[:space:]]+#\\1 /dev/null#'"
+        f' {q(site)} > "$T/site.conf"',
+        f'printf %s {q(main)} | sed "s#SITE#$T/site.conf#" > "$T/nginx.conf"',
+        'if ! out=$(nginx -t -q -e /dev/stderr -g "pid $T/nginx.pid;" -c "$T/nginx.conf" 2>&1); then',
+        '  if printf "%s\\n" "$out" | grep "\\[emerg\\]" | grep -qv "Permission denied"; then',
+        '    printf "%s\\n" "$out" | sed "s#$T/site.conf#' + site + '#g"; exit 1; fi',
+        "fi",
+    ])
+
+
+@dataclass(frozen=True)
+class Manager:
+    """Shell snippets for the service manager that runs uWSGI: systemd or supervisor."""
+
+    kind: str
+    service: str
+
+    @property
+    def is_active(self) -> str:
+        if self.kind == "supervisor":
+            return f"$SUDO supervisorctl status {q(self.service)} 2>/dev/null | grep -q RUNNING"
+        return f"systemctl is-active -q {q(self.service)}"
+
+    @property
+    def start(self) -> str:
+        if self.kind == "supervisor":
+            return f"$SUDO supervisorctl start {q(self.service)} | grep -qv ERROR"
+        return f"$SUDO systemctl start {q(self.service)}"
+
+    @property
+    def restart(self) -> str:
+        if self.kind == "supervisor":  # `supervisorctl update` already restarted a changed one
+            return f"{self.is_active} || {self.start}"
+        return f"$SUDO systemctl restart {q(self.service)}"
+
+    @property
+    def graceful(self) -> str:
+        if self.kind == "supervisor":
+            return f"$SUDO supervisorctl signal HUP {q(self.service)} >/dev/null"
+        return f"$SUDO systemctl reload {q(self.service)}"
+
+    @property
+    def main_pid(self) -> str:
+        if self.kind == "supervisor":
+            return f"$SUDO supervisorctl pid {q(self.service)}"
+        return f"systemctl show -p MainPID --value {q(self.service)}"
+
+    @property
+    def why_not_started(self) -> str:
+        if self.kind == "supervisor":
+            return f"$SUDO supervisorctl tail {q(self.service)} stderr >&2 || true"
+        return f"journalctl -u {q(self.service)} -n 20 --no-pager >&2 || true"
+
+    def install(self, new: str, target: str) -> str:
+        """Install the service config when it differs (then tell the manager)."""
+        svc = q(self.service)
+        if self.kind == "supervisor":
+            apply = "$SUDO supervisorctl reread >/dev/null && $SUDO supervisorctl update " + svc
+        else:
+            apply = f"$SUDO systemctl daemon-reload && $SUDO systemctl enable -q {svc}"
+        return (f'if ! cmp -s {q(new)} {q(target)}; then $SUDO install -m 644 {q(new)} {q(target)}'
+                f" && {apply} >/dev/null; echo unit=installed; fi")
+
+
+def manager(p: Paths) -> Manager:
+    return Manager(p.manager, p.service)
+
+
+def unit_check(p: Paths, release: str, host_label: str) -> str:
+    """Before the switch: if the release's service config differs from the installed one, this
+    user must be allowed to install it (a restricted user gets it from `fab setup`)."""
+    new = f"{p.release(release)}/{CONFIG_DIR}/service"
+    src = f"{p.current}/{CONFIG_DIR}/service"
+    return script([
+        f"U={q(p.service_file)}; NEW={q(new)}",
+        'if [ -n "$SUDO" ] && ! cmp -s "$NEW" "$U"'
+        f' && ! sudo -n -l install -m 644 {q(src)} "$U" >/dev/null 2>&1; then',
+        f'  echo "the service config differs from $U and {host_label} may not install it: run'
+        f' fab setup -H {host_label} (as root) to install it" >&2',
+        '  diff -u "$U" "$NEW" >&2 || true; exit 1',
+        "fi",
     ])
 
 
 def install(p: Paths, login_user: str, app_user: str,
             shared: tuple[str, ...] = ()) -> str:
-    """Install the unit from `current` when it differs, link the nginx site (run privileged)."""
+    """Install the service config from `current` when it differs, link the nginx site
+    (privileged: root commands carry $SUDO)."""
+    site = f"{p.current}/{CONFIG_DIR}/nginx.conf"
+    av, en = f"/etc/nginx/sites-available/{p.nginx_site}", f"/etc/nginx/sites-enabled/{p.nginx_site}"
+    rel = f"../sites-available/{p.nginx_site}"
     lines = [
-        f"U={q(p.unit_file)}; NEW={q(p.current + '/' + CONFIG_DIR + '/service')}",
-        'if ! cmp -s "$NEW" "$U"; then install -m 644 "$NEW" "$U"; systemctl daemon-reload;'
-        f" systemctl enable -q {q(p.service)}; echo unit=installed; fi",
-        f"SITE={q(p.current + '/' + CONFIG_DIR + '/nginx.conf')}",
-        f"AV={q('/etc/nginx/sites-available/' + p.nginx_site)}",
-        f"EN={q('/etc/nginx/sites-enabled/' + p.nginx_site)}",
-        'if [ "$(readlink "$AV")" != "$SITE" ] || [ "$(readlink "$EN")" != "../sites-available/'
-        + p.nginx_site + '" ]; then',
-        '  ln -sfn "$SITE" "$AV"; ln -sfn ' + q("../sites-available/" + p.nginx_site)
-        + ' "$EN"; echo site=installed; fi',
+        manager(p).install(f"{p.current}/{CONFIG_DIR}/service", p.service_file),
+        f'if [ "$(readlink {q(av)})" != {q(site)} ]; then $SUDO ln -sfn {q(site)} {q(av)};'
+        " echo site=installed; fi",
+        f'if [ "$(readlink {q(en)})" != {q(rel)} ]; then $SUDO ln -sfn {q(rel)} {q(en)};'
+        " echo site=installed; fi",
     ]
     if app_user != login_user:
-        owned = [f"{p.shared}/log", *(f"{p.shared}/{s}" for s in shared)]
-        lines.append(cmd("chown", f"{app_user}:www-data", *owned))
+        owned = [f"{p.shared}/log", p.run_dir, *(f"{p.shared}/{s}" for s in shared)]
+        lines.append("$SUDO " + cmd("chown", f"{app_user}:www-data", *owned))
     return script(lines)
 
 
-def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
+def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other: bool,
                  wait: int = 120) -> str:
-    """Make every uWSGI worker serve `release` (run privileged).
+    """Make every uWSGI worker serve `release` (privileged).
 
     Not running: start. Same venv and same uwsgi.ini (comments aside) as the running release and
-    an unchanged unit: chain reload (fifo `c`, one worker at a time, no stall). Otherwise:
-    graceful reload (re-exec the master, re-read the ini). Either way, wait until every worker
-    runs in the new release's directory (workers chdir there after fork) — `systemctl reload`
-    returns before that.
+    an unchanged service config: chain reload (fifo `c`, one worker at a time, no stall).
+    Otherwise: graceful reload (re-exec the master, re-read the ini). Either way, wait until
+    every worker runs in the new release's directory (workers chdir there after fork) — a
+    reload request returns before that. `as_other`: uWSGI runs as another user than the login
+    (its fifo and /proc entries then need $SUDO).
     """
-    svc, new, old = q(p.service), q(p.release(release)), q(p.release(previous) if previous else "")
-    cfg = CONFIG_DIR
+    m, cfg = manager(p), CONFIG_DIR
+    new, old = q(p.release(release)), q(p.release(previous) if previous else "")
+    other = "$SUDO " if as_other else ""
     return script([
         f"NEW={new}; OLD={old}",
-        f"if ! systemctl is-active -q {svc}; then",
-        f"  if systemctl start {svc}; then echo uwsgi=started; else",
-        f"    journalctl -u {svc} -n 20 --no-pager >&2 || true",
+        f"if ! {m.is_active}; then",
+        f"  if {m.start}; then echo uwsgi=started; else",
+        f"    {m.why_not_started}",
         f"    tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
-        "  mode=started",
+        'elif [ "${UNIT_CHANGED:-0}" = 1 ]; then',
+        # a changed unit (e.g. another user) needs a fresh start, not a signal to the old one
+        f"  {m.restart}; echo uwsgi=restarted",
         "else",
         "  mode=graceful",
         '  if [ -n "$OLD" ] && [ "${UNIT_CHANGED:-0}" = 0 ] && [ -d "$OLD" ]'
@@ -81,19 +171,24 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
         f' && cmp -s <(grep -v "^;" "$NEW/{cfg}/uwsgi.ini") <(grep -v "^;" "$OLD/{cfg}/uwsgi.ini")'
         f" && [ -p {q(p.fifo)} ]; then mode=chain; fi",
         '  if [ $mode = chain ]; then',
-        f"    timeout 5 sh -c {q('printf c > ' + p.fifo)} || mode=graceful",
+        f"    {other}timeout 5 sh -c {q('printf c > ' + p.fifo)} || mode=graceful",
         "  fi",
-        f'  if [ $mode = graceful ]; then systemctl reload {svc}; fi',
+        f"  if [ $mode = graceful ]; then {m.graceful}; fi",
         "  echo uwsgi=$mode",
         "fi",
         # wait until every worker has chdir'd into the new release
         'target=$(readlink -f "$NEW")',
         f"deadline=$((SECONDS + {int(wait)}))",
         "while :; do",
-        f"  main=$(systemctl show -p MainPID --value {svc})",
-        '  ready=0; total=0',
-        '  for w in $(pgrep -P "$main" 2>/dev/null); do total=$((total+1));',
-        '    [ "$(readlink "/proc/$w/cwd" 2>/dev/null)" = "$target" ] && ready=$((ready+1)); done',
+        f"  main=$({m.main_pid} 2>/dev/null || true)",
+        "  ready=0; total=0; unknown=0",
+        '  for w in $(pgrep -P "${main:-0}" 2>/dev/null); do total=$((total+1));',
+        f'    cwd=$({other}readlink "/proc/$w/cwd" 2>/dev/null || true)',
+        '    if [ -z "$cwd" ]; then unknown=$((unknown+1));'
+        ' elif [ "$cwd" = "$target" ]; then ready=$((ready+1)); fi; done',
+        # workers we may not look into: the health check has to tell
+        f'  if [ "$total" -ge {int(processes)} ] && [ "$unknown" = "$total" ]; then'
+        " ready=unknown; break; fi",
         f'  if [ "$total" -ge {int(processes)} ] && [ "$ready" = "$total" ]; then break; fi',
         '  if [ $SECONDS -ge $deadline ]; then',
         '    echo "only $ready of $total workers serve the new release after ' + str(int(wait))
@@ -106,7 +201,7 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
 
 
 def reload_nginx(p: Paths, release: str, previous: str, force: bool = False) -> str:
-    """Test the whole nginx config and reload nginx — only when the site changed.
+    """Test the whole nginx config and reload nginx — only when the site changed (privileged).
 
     nginx reads the site through `current`; when the new release's site is the same as the
     running one (comments aside), nginx has nothing new to read, and skipping the reload spares
@@ -119,9 +214,9 @@ def reload_nginx(p: Paths, release: str, previous: str, force: bool = False) -> 
         'if [ "$FORCE" = 0 ] && [ -n "$OLD" ] && systemctl is-active -q nginx'
         ' && cmp -s <(grep -v "^ *#" "$NEW") <(grep -v "^ *#" "$OLD" 2>/dev/null); then',
         "  echo nginx=unchanged; exit 0; fi",
-        "nginx -t -q 2>&1",
-        "if systemctl is-active -q nginx; then systemctl reload nginx; echo nginx=reloaded;",
-        "else systemctl start nginx; echo nginx=started; fi",
+        "$SUDO nginx -t -q 2>&1",
+        "if systemctl is-active -q nginx; then $SUDO systemctl reload nginx; echo nginx=reloaded;",
+        "else $SUDO systemctl start nginx; echo nginx=started; fi",
     ])
 
 

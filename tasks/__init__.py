@@ -6,6 +6,7 @@ from .deploy import deploy
 from .exec import exec_
 from .logs import logs
 from .releases import releases, rollback, unlock
+from .setup import setup
 
-ns = Collection(deploy, rollback, releases, unlock, logs, exec_)
+ns = Collection(deploy, rollback, releases, unlock, logs, exec_, setup)
 ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})

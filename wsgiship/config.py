@@ -70,6 +70,7 @@ class App:
     lock_stale_after: int = 3600
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
     service_manager: str = "systemd"
+    remove_default_site: bool = False
 
     @property
     def wsgi_module(self) -> str:
@@ -96,6 +97,8 @@ class Host:
     identity: Path | None = None
     known_hosts: Path | None = None
     connect_timeout: int = 15
+    setup_user: str = "root"
+    authorized_keys: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,18 @@ def _abspath(value: Any) -> str:
     if re.search(r"[\s'\"\\$`]", value):
         raise _Bad("a path without spaces, quotes, backslashes, $ or `")
     return value.rstrip("/") or "/"
+
+
+def _relpaths_or_abs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Bad("a list of public key files")
+    return tuple(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad("true or false")
+    return value
 
 
 def _static(value: Any) -> Mapping[str, str]:
@@ -285,6 +300,7 @@ _APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "app_user": _match(USER_RE, "a Unix user name"),
     "lock_stale_after": _int_in(60, 7 * 24 * 3600),
     "hooks": _hooks,
+    "remove_default_site": _bool,
     "service_manager": _match(re.compile(r"systemd|supervisor"), "systemd or supervisor"),
 }
 _HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -299,6 +315,8 @@ _HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
     "identity": _str,
     "known_hosts": _str,
     "connect_timeout": _int_in(1, 600),
+    "setup_user": _match(USER_RE, "a Unix user name (root, or a user with full sudo)"),
+    "authorized_keys": _relpaths_or_abs,
 }
 
 
@@ -375,6 +393,9 @@ def _build_host(inv: Inventory, alias: str, raw: Mapping[str, Any]) -> Host:
     for key in ("identity", "known_hosts"):
         if key in conn:
             conn[key] = (base / os.path.expanduser(conn[key])).resolve()
+    if "authorized_keys" in conn:
+        conn["authorized_keys"] = tuple((base / os.path.expanduser(k)).resolve()
+                                        for k in conn["authorized_keys"])
     conn.setdefault("host", alias)
     return Host(alias=alias, app=app, **conn)
 

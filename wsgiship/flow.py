@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .commands import release as rel
-from .commands import services, venv
+from .commands import services, setup, venv
 from .commands.appenv import run_in
-from .config import App
+from .config import App, Host
 from .errors import ConnectionLost, LockedError, RemoteError, WsgishipError
 from .facts import State, parse_state, state_command
 from .output import Reporter
@@ -401,3 +401,66 @@ def force_unlock(remote: Remote, app: App) -> str:
         return f"{remote.label}: no lock on {p.deploy_to}"
     return (f"{remote.label}: removed the lock on {p.deploy_to} held by "
             f"{describe_lock(holder, app.lock_stale_after)}")
+
+
+@dataclass
+class Setup:
+    """`fab setup`: each step reports `changed: ...` or `ok` (already done)."""
+
+    remote: Remote
+    host: Host
+    out: Reporter
+
+    def keys(self) -> tuple[str, ...]:
+        files = self.host.authorized_keys or (
+            (self.host.identity.with_name(self.host.identity.name + ".pub"),)
+            if self.host.identity else ())
+        keys = []
+        for path in files:
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise WsgishipError(f"hosts.{self.host.alias}.authorized_keys: cannot read "
+                                    f"{path}: {exc.strerror}") from None
+            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return tuple(keys)
+
+    def run(self) -> int:
+        app, host = self.host.app, self.host
+        user = host.user or "root"
+        app_user = app_user_for(app, user)
+        p = paths_for(app)
+        service_config = render(app, "setup", app_user, "")[f"{CONFIG_DIR}/service"]
+        steps: list[tuple[str, str]] = [("os", setup.check_os())]
+        extra = ("supervisor",) if app.service_manager == "supervisor" else ()
+        steps.append(("packages", setup.packages(extra)))
+        if user != "root":
+            steps.append(("deploy user", setup.deploy_user(user, self.keys())))
+        steps += [("layout", setup.layout(p, user, app_user)),
+                  ("service", setup.service(p, service_config))]
+        if user != "root":
+            steps.append(("sudo rules", setup.sudoers(p, user)))
+        steps.append(("nginx", setup.nginx(app.remove_default_site)))
+        with self.out.step("connect") as st:
+            self.remote.open()
+            st.detail = f"{self.remote.user}@{self.remote.conn.host}"
+        changed = 0
+        try:
+            for name, body in steps:
+                with self.out.step(name) as st:
+                    res = self.remote.run(body, root=True, check=False, what=f"setup: {name}",
+                                          timeout=900)
+                    if res.code == setup.UNSUPPORTED_OS:
+                        raise WsgishipError(f"{self.remote.label}: {res.stderr.strip()}")
+                    if not res.ok:
+                        raise RemoteError(f"{self.remote.label}: setup step {name} failed "
+                                          f"(exit {res.code})", res.output)
+                    facts = res.facts()
+                    if "changed" in facts:
+                        changed += 1
+                        st.detail = "changed: " + facts["changed"]
+                    else:
+                        st.detail = facts.get("os", "ok (already done)")
+        finally:
+            self.remote.close()
+        return changed

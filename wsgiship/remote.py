@@ -132,16 +132,16 @@ class Remote:
     def sudo_prefix(self) -> str:
         return "" if self.user == "root" or self.whole_script_sudo else "sudo -n"
 
-    def run(self, body: str, *, priv: bool = False, check: bool = True, what: str = "",
-            timeout: int | None = None) -> Result:
+    def run(self, body: str, *, priv: bool = False, root: bool = False, check: bool = True,
+            what: str = "", timeout: int | None = None) -> Result:
         """Run a bash script. A privileged one gets $SUDO: empty when already root, else
-        `sudo -n` to put before each command that needs root."""
+        `sudo -n` to put before each command that needs root. `root`: all of it as root."""
         if priv:
             body = f"SUDO={q(self.sudo_prefix)}\n" + body
         command = bash(body)
         opts = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
         try:
-            if priv and self.whole_script_sudo:
+            if (priv and self.whole_script_sudo) or (root and self.user != "root"):
                 res = self.conn.sudo(command, **opts)
             else:
                 res = self.conn.run(command, **opts)

@@ -63,7 +63,11 @@ class Manager:
     @property
     def start(self) -> str:
         if self.kind == "supervisor":
-            return f"$SUDO supervisorctl start {q(self.service)} | grep -qv ERROR"
+            svc = q(self.service)
+            running = f"$SUDO supervisorctl status {svc} 2>/dev/null | grep -q RUNNING"
+            return (f"{{ $SUDO supervisorctl reread >/dev/null; $SUDO supervisorctl update {svc}"
+                    f" >/dev/null; $SUDO supervisorctl start {svc} >/dev/null 2>&1 || true;"
+                    f" for i in $(seq 1 100); do {running} && break; sleep 0.2; done; {running}; }}")
         return f"$SUDO systemctl start {q(self.service)}"
 
     @property

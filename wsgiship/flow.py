@@ -29,7 +29,7 @@ from .errors import ConnectionLost, LockedError, RemoteError, WsgishipError
 from .facts import State, parse_state, state_command
 from .output import Reporter
 from .remote import Remote, local_identity
-from .render import CONFIG_DIR, paths_for, render
+from .render import CONFIG_DIR, Paths, paths_for, render
 from .shell import cmd, q
 from .source import Source, collect, tarball
 
@@ -86,7 +86,7 @@ class Session:
     locked: bool = False
 
     @property
-    def paths(self):  # noqa: ANN201 - Paths
+    def paths(self) -> Paths:
         return paths_for(self.app)
 
     def holder(self) -> dict[str, str]:

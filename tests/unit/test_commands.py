@@ -92,8 +92,10 @@ def all_builders(p: Paths) -> list[str]:
         venv.ensure(p, NAME, "k" * 16, "python3"),
         services.import_check(p, NAME),
         services.nginx_check(p, NAME),
+        services.unit_check(p, NAME, "web1"),
         services.install(p, "deploy", "www-data", ("media",)),
-        services.reload_uwsgi(p, NAME, "older", 2),
+        services.reload_uwsgi(p, NAME, "older", 2, as_other=False),
+        services.reload_uwsgi(p, NAME, "older", 2, as_other=True),
         services.reload_nginx(p, NAME, "older"),
         release.force_unlock(p),
         services.health_check(80, "localhost", "/", 200, NAME, 60),
@@ -101,14 +103,22 @@ def all_builders(p: Paths) -> list[str]:
     ]
 
 
-def test_builders_are_pure(tmp_path: Path) -> None:
-    p = Paths(str(tmp_path / "d"), "app")
+@pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+def test_builders_are_pure(tmp_path: Path, manager: str) -> None:
+    p = Paths(str(tmp_path / "d"), "app", manager)
     first = all_builders(p)
     assert all_builders(p) == first
     assert list(tmp_path.iterdir()) == []  # building touched nothing
     for text in first:
         assert text.startswith("set -euo pipefail\n") and text.endswith("\n")
         assert sh_syntax_ok(text)
+    # the service manager shows in the service scripts and nowhere else
+    for line in "\n".join(first).splitlines():
+        if manager == "systemd":
+            assert "supervisorctl" not in line
+        else:
+            assert not ("systemctl" in line and "wsgiship-app" in line), line
+            assert "journalctl" not in line
 
 
 def sh_syntax_ok(text: str) -> bool:
@@ -168,14 +178,17 @@ def test_unlock_quotes_the_token() -> None:
 
 
 def test_layout_quotes_owner() -> None:
-    text = release.layout(Paths("/srv/app", "app"), HOSTILE)
-    install = [line for line in text.splitlines() if line.startswith("install")]
-    assert len(install) == 5
+    p = Paths("/srv/app", "app")
+    text = release.layout(p, HOSTILE)
+    install = [line for line in text.splitlines() if line.startswith("$SUDO install")]
+    assert len(install) == 6
     for line in install:
-        argv = shlex.split(line)
+        argv = shlex.split(line.removeprefix("$SUDO "))
         assert argv[:8] == ["install", "-d", "-o", HOSTILE, "-g", "www-data", "-m", "2750"]
-    assert [shlex.split(line)[-1] for line in install] == [
-        "/srv/app", "/srv/app/releases", "/srv/app/shared", "/srv/app/venvs", "/srv/app/shared/log"]
+    dirs = [shlex.split(line)[-1] for line in install]
+    assert dirs == ["/srv/app", "/srv/app/releases", "/srv/app/shared", "/srv/app/venvs",
+                    "/srv/app/shared/log", "/srv/app/shared/run"]
+    assert dirs == release.layout_dirs(p)
 
 
 def test_venv_ensure_quotes_python_and_key() -> None:
@@ -211,8 +224,8 @@ def test_install_chowns_shared_only_for_a_separate_app_user() -> None:
     assert "chown" not in same
     other = services.install(p, "deploy", "www-data", ("media", ".env"))
     assert shlex.split(line_with(other, "chown")) == [
-        "chown", "www-data:www-data", "/srv/app/shared/log", "/srv/app/shared/media",
-        "/srv/app/shared/.env"]
+        "$SUDO", "chown", "www-data:www-data", "/srv/app/shared/log", "/srv/app/shared/run",
+        "/srv/app/shared/media", "/srv/app/shared/.env"]
     for text in (same, other):
         assert "/etc/systemd/system/wsgiship-app.service" in text
         assert "/srv/app/current/.wsgiship/service" in text
@@ -220,10 +233,20 @@ def test_install_chowns_shared_only_for_a_separate_app_user() -> None:
         assert "/etc/nginx/sites-enabled/wsgiship-app" in text
 
 
+def test_install_targets_the_managers_config_file() -> None:
+    text = services.install(Paths("/srv/app", "app", "supervisor"), "deploy", "deploy")
+    argv = shlex.split(line_with(text, "cmp -s").partition("then")[2].partition("&&")[0])
+    assert argv == ["$SUDO", "install", "-m", "644", "/srv/app/current/.wsgiship/service",
+                    "/etc/supervisor/conf.d/wsgiship-app.conf"]
+    assert "supervisorctl update wsgiship-app" in text
+    assert "systemctl" not in text and "/etc/systemd" not in text
+
+
 def test_install_quotes_the_users_and_shared_names() -> None:
     text = services.install(Paths("/srv/app", "app"), "deploy", "web" + HOSTILE, (HOSTILE,))
     assert shlex.split(line_with(text, "chown")) == [
-        "chown", f"web{HOSTILE}:www-data", "/srv/app/shared/log", f"/srv/app/shared/{HOSTILE}"]
+        "$SUDO", "chown", f"web{HOSTILE}:www-data", "/srv/app/shared/log", "/srv/app/shared/run",
+        f"/srv/app/shared/{HOSTILE}"]
 
 
 def test_import_check_runs_the_release_wsgi_with_its_venv() -> None:

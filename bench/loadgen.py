@@ -51,7 +51,9 @@ class LoadResult:
         return seen
 
     def summary(self, since: float = 0.0, until: float = float("inf")) -> str:
-        return (f"requests {len(self.samples)}, served {self.served}, failed {len(self.failed)}, "
+        window = LoadResult([s for s in self.samples if since <= s.start <= until])
+        return (f"requests {len(window.samples)}, served {window.served}, "
+                f"failed {len(window.failed)}, "
                 f"p50 {self.percentile(50, since, until) * 1000:.1f} ms, "
                 f"p99 {self.percentile(99, since, until) * 1000:.1f} ms, "
                 f"max {self.max_latency(since, until) * 1000:.1f} ms")

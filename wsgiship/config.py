@@ -124,9 +124,10 @@ class Inventory:
 
 
 class _Bad(Exception):
-    def __init__(self, expected: str) -> None:
+    def __init__(self, expected: str, got: str | None = None) -> None:
         super().__init__(expected)
         self.expected = expected
+        self.got = got  # the offending part, when it is not the whole value
 
 
 def _show(value: Any) -> str:
@@ -259,7 +260,7 @@ def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
     out = {}
     for point, entries in value.items():
         if point not in HOOK_POINTS:
-            raise _Bad(f"hook points {' or '.join(HOOK_POINTS)} (got {_show(point)})")
+            raise _Bad(f"hook points {' or '.join(HOOK_POINTS)}", got=_show(point))
         if isinstance(entries, (str, dict)):
             entries = [entries]
         if not isinstance(entries, list):
@@ -269,12 +270,13 @@ def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
             if isinstance(entry, str) and entry.strip():
                 hooks.append(Hook(entry))
             elif (isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in
-                  ("local", "remote") and isinstance(next(iter(entry.values())), str)):
+                  ("local", "remote") and isinstance(next(iter(entry.values())), str)
+                  and next(iter(entry.values())).strip()):
                 where, command = next(iter(entry.items()))
                 hooks.append(Hook(command, local=where == "local"))
             else:
-                raise _Bad(f"under {point}: a command string, or {{local: command}}, "
-                           f"got {_show(entry)}")
+                raise _Bad(f"under {point}: a command string, or {{local: command}}",
+                           got=_show(entry))
         out[point] = tuple(hooks)
     return MappingProxyType(out)
 
@@ -345,7 +347,8 @@ def _clean(path: Path, where: str, data: Mapping[str, Any], fields: Mapping[str,
             out[key] = fields[key](value)
         except _Bad as bad:
             raise ConfigError(
-                f"{_display(path)}: {where}{key}: expected {bad.expected}, got {_show(value)}"
+                f"{_display(path)}: {where}{key}: expected {bad.expected}, "
+                f"got {bad.got or _show(value)}"
             ) from None
     return out
 

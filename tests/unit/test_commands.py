@@ -2,7 +2,8 @@
 
 The builders are pure functions returning bash scripts. Besides checking their text, the tests
 run the scripts for real on a deploy tree in tmp_path (Paths accepts any deploy_to), with fake
-systemctl/nginx/python commands on PATH where the real ones would touch the machine.
+sudo/systemctl/supervisorctl/nginx/... commands on PATH where the real ones would touch the
+machine. Privileged scripts get $SUDO first, as Remote.run(priv=True) sends them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import http.server
 import inspect
 import json
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -223,9 +227,9 @@ def test_install_chowns_shared_only_for_a_separate_app_user() -> None:
     same = services.install(p, "deploy", "deploy", ("media", ".env"))
     assert "chown" not in same
     other = services.install(p, "deploy", "www-data", ("media", ".env"))
-    assert shlex.split(line_with(other, "chown")) == [
-        "$SUDO", "chown", "www-data:www-data", "/srv/app/shared/log", "/srv/app/shared/run",
-        "/srv/app/shared/media", "/srv/app/shared/.env"]
+    chowns = [shlex.split(line.partition("|| ")[2]) for line in other.splitlines() if "chown" in line]
+    assert chowns == [["$SUDO", "chown", "www-data:www-data", f"/srv/app/shared/{d}"]
+                      for d in ("log", "run", "media", ".env")]
     for text in (same, other):
         assert "/etc/systemd/system/wsgiship-app.service" in text
         assert "/srv/app/current/.wsgiship/service" in text
@@ -235,7 +239,7 @@ def test_install_chowns_shared_only_for_a_separate_app_user() -> None:
 
 def test_install_targets_the_managers_config_file() -> None:
     text = services.install(Paths("/srv/app", "app", "supervisor"), "deploy", "deploy")
-    argv = shlex.split(line_with(text, "cmp -s").partition("then")[2].partition("&&")[0])
+    argv = shlex.split(line_with(text, "cmp -s").partition("then")[2].partition(";")[0])
     assert argv == ["$SUDO", "install", "-m", "644", "/srv/app/current/.wsgiship/service",
                     "/etc/supervisor/conf.d/wsgiship-app.conf"]
     assert "supervisorctl update wsgiship-app" in text
@@ -244,9 +248,9 @@ def test_install_targets_the_managers_config_file() -> None:
 
 def test_install_quotes_the_users_and_shared_names() -> None:
     text = services.install(Paths("/srv/app", "app"), "deploy", "web" + HOSTILE, (HOSTILE,))
-    assert shlex.split(line_with(text, "chown")) == [
-        "$SUDO", "chown", f"web{HOSTILE}:www-data", "/srv/app/shared/log", "/srv/app/shared/run",
-        f"/srv/app/shared/{HOSTILE}"]
+    chowns = [shlex.split(line.partition("|| ")[2]) for line in text.splitlines() if "chown" in line]
+    assert chowns == [["$SUDO", "chown", f"web{HOSTILE}:www-data", f"/srv/app/shared/{d}"]
+                      for d in ("log", "run", HOSTILE)]
 
 
 def test_import_check_runs_the_release_wsgi_with_its_venv() -> None:
@@ -309,7 +313,7 @@ def test_a_code_change_keeps_the_venv_key(tmp_path: Path) -> None:
 @pytest.fixture
 def deploy(tmp_path: Path) -> Path:
     root = tmp_path / "srv" / "app"
-    for d in ("releases", "shared/log", "venvs"):
+    for d in ("releases", "shared/log", "shared/run", "venvs"):
         (root / d).mkdir(parents=True)
     return root
 
@@ -424,6 +428,24 @@ def test_unpack_extracts_the_tarball(deploy: Path, sh) -> None:
     assert os.access(r / "run.sh", os.X_OK)
     assert not upload.exists()  # the upload is removed
     assert r.stat().st_mode & 0o777 == 0o750  # created under umask 027
+
+
+def test_unpack_creates_the_log_and_run_dirs(tmp_path: Path, sh) -> None:
+    # a layout from before shared/run existed (or one whose shared dirs were removed)
+    root = tmp_path / "srv" / "old"
+    (root / "releases").mkdir(parents=True)
+    upload = write_upload(root, {"app.py": "x\n"})
+    res = sh(release.unpack(paths(root), NAME, str(upload), (), ()))
+    assert res.returncode == 0, res.stderr
+    for d in ("shared/log", "shared/run"):
+        assert (root / d).is_dir(), d
+        assert (root / d).stat().st_mode & 0o777 == 0o750  # under umask 027
+    assert Paths(str(root), "app").run_dir == str(root / "shared" / "run")
+    # there already: left as they are
+    (root / "shared" / "run" / "uwsgi.sock").touch()
+    upload = write_upload(root, {"app.py": "y\n"})
+    assert sh(release.unpack(paths(root), rel(1), str(upload), (), ())).returncode == 0
+    assert (root / "shared" / "run" / "uwsgi.sock").exists()
 
 
 def test_unpack_never_overwrites_an_existing_release(deploy: Path, sh) -> None:
@@ -752,41 +774,172 @@ def test_an_abandoned_build_is_killed_before_rebuilding(deploy: Path, fake_pytho
 
 
 # --- services, run with fakes ---
+#
+# The fakes stand in for the commands that would touch the machine. Each logs its call to
+# $CALLS. With FAKE_LOGIN set to another user than root, the ones that need root refuse to run
+# unless the fake `sudo` ran them (it logs `sudo <argv>` first), so a privileged script only
+# passes when every root command carries $SUDO. Files under /etc go to $FAKE_ROOT/etc instead.
+
+NEED_ROOT = r'''need_root() {
+  if [ "${FAKE_LOGIN:-root}" != root ] && [ "${FAKE_UID:-}" != 0 ]; then
+    echo "$1: permission denied (run as ${FAKE_LOGIN}, not root)" >&2; exit 77; fi
+}
+'''
 
 
-@pytest.fixture
-def fakebin(tmp_path: Path) -> Path:
-    """systemctl, journalctl, nginx and python3 stand-ins; each logs its call to $CALLS."""
-    bin_ = tmp_path / "fakebin"
-    bin_.mkdir()
-    scripts = {
+def fake_scripts(real_ln: str, real_readlink: str) -> dict[str, str]:
+    return {
+        "sudo": 'echo "sudo $*" >> "$CALLS"\n'
+                '[ "$1" = -n ] && shift\n'
+                'if [ "$1" = -l ]; then exit "${SUDO_LIST_RC:-1}"; fi\n'
+                'if [ -n "${SUDO_REFUSE:-}" ] && [ "$1" = "$SUDO_REFUSE" ]; then\n'
+                '  echo "sudo: a password is required" >&2; exit 1; fi\n'
+                'FAKE_UID=0 exec "$@"\n',
         "systemctl": 'echo "systemctl $*" >> "$CALLS"\n'
                      'case "$1" in\n'
                      '  is-active) if [ "$3" = nginx ]; then [ "${NGINX_ACTIVE:-1}" = 1 ];'
                      ' else [ "${ACTIVE:-0}" = 1 ]; fi ;;\n'
-                     '  start) [ "${START_OK:-1}" = 1 ] ;;\n'
                      '  show) echo "${MAINPID:-0}" ;;\n'
-                     '  *) exit 0 ;;\n'
+                     '  *) need_root systemctl\n'
+                     '     if [ "$1" = start ]; then [ "${START_OK:-1}" = 1 ]; fi ;;\n'
                      'esac\n',
         "journalctl": 'echo "journalctl $*" >> "$CALLS"\necho "journal: uwsgi exited"\n',
+        "supervisorctl": 'echo "supervisorctl $*" >> "$CALLS"\n'
+                         'need_root supervisorctl\n'
+                         'case "$1" in\n'
+                         '  status) if [ "${ACTIVE:-0}" = 1 ] || [ -e "$CALLS.started" ]; then\n'
+                         '      echo "$2   RUNNING   pid ${MAINPID:-0}, uptime 0:00:05"\n'
+                         '    else echo "$2   STOPPED   Not started"; exit 3; fi ;;\n'
+                         '  start) if [ "${START_OK:-1}" = 1 ]; then touch "$CALLS.started";'
+                         ' echo "$2: started"\n'
+                         '    else echo "$2: ERROR (spawn error)"; exit 7; fi ;;\n'
+                         '  pid) echo "${MAINPID:-0}" ;;\n'
+                         '  tail) echo "supervisor: uwsgi exited" ;;\n'
+                         'esac\n',
+        # `nginx -t -c <file>` (the check before the switch) needs no root; the whole config does
         "nginx": 'echo "nginx $*" >> "$CALLS"\n'
-                 'while [ $# -gt 0 ]; do if [ "$1" = -c ]; then cat "$2";'
-                 ' dirname "$2" > "$CALLS.dir"; fi; shift; done\nexit "${NGINX_RC:-0}"\n',
+                 'conf=""\n'
+                 'for ((i = 1; i <= $#; i++)); do\n'
+                 '  if [ "${!i}" = -c ]; then j=$((i + 1)); conf="${!j}"; fi; done\n'
+                 'if [ -z "$conf" ]; then need_root nginx; else\n'
+                 '  printf "%s\\n" "$@" > "$CALLS.argv"; dirname "$conf" > "$CALLS.dir"\n'
+                 '  rm -rf "$CALLS.copy"; cp -r "$(dirname "$conf")" "$CALLS.copy"; fi\n'
+                 'if [ -n "${NGINX_OUT:-}" ]; then\n'
+                 '  printf "%s\\n" "$NGINX_OUT" | sed "s#SITE#$(dirname "${conf:-/x}")/site.conf#g"'
+                 ' >&2; fi\n'
+                 'exit "${NGINX_RC:-0}"\n',
+        "install": 'echo "install $*" >> "$CALLS"\n'
+                   'need_root install\n'
+                   'case "${@: -1}" in /etc/*) echo "fake install: not into ${@: -1}" >&2;'
+                   ' exit 9 ;; esac\n'
+                   'if [ "$1" = -d ]; then exec mkdir -p "${@: -1}"; fi\n'
+                   'mkdir -p "$(dirname "${@: -1}")"; exec cp "${@: -2:1}" "${@: -1}"\n',
+        "ln": 'echo "ln $*" >> "$CALLS"\n'
+              'need_root ln\n'
+              'case "${@: -1}" in /etc/*) ;; *) echo "fake ln: unexpected $*" >&2; exit 9 ;; esac\n'
+              'dst="$FAKE_ROOT${@: -1}"; mkdir -p "$(dirname "$dst")"\n'
+              f'exec {real_ln} "${{@:1:$#-1}}" "$dst"\n',
+        # /proc/<pid>/cwd of a worker running as another user: root only (WORKERS_HIDDEN=1)
+        "readlink": 'echo "readlink $*" >> "$CALLS"\n'
+                    'args=()\n'
+                    'for a in "$@"; do case "$a" in\n'
+                    '  /etc/*) args+=("$FAKE_ROOT$a") ;;\n'
+                    '  /proc/*/cwd) if [ "${WORKERS_HIDDEN:-0}" = 1 ] && [ "${FAKE_UID:-}" != 0 ];'
+                    ' then\n'
+                    '      echo "readlink: $a: Permission denied" >&2; exit 1; fi\n'
+                    '    args+=("$a") ;;\n'
+                    '  *) args+=("$a") ;;\n'
+                    'esac; done\n'
+                    f'exec {real_readlink} "${{args[@]}}"\n',
+        "chown": 'echo "chown $*" >> "$CALLS"\nneed_root chown\n',
+        "groupadd": 'echo "groupadd $*" >> "$CALLS"\nneed_root groupadd\n',
+        "getent": 'echo "getent $*" >> "$CALLS"\nexit "${GETENT_RC:-0}"\n',
     }
-    for name, body in scripts.items():
-        (bin_ / name).write_text("#!/bin/bash\n" + body)
+
+
+@pytest.fixture
+def fakebin(tmp_path: Path) -> Path:
+    """Stand-ins for sudo, the service managers, nginx, the root-only file commands (see
+    above) and python3; each logs its call to $CALLS."""
+    bin_ = tmp_path / "fakebin"
+    bin_.mkdir()
+    real_ln, real_readlink = shutil.which("ln"), shutil.which("readlink")
+    assert real_ln and real_readlink
+    for name, body in fake_scripts(real_ln, real_readlink).items():
+        (bin_ / name).write_text("#!/bin/bash\n" + NEED_ROOT + body)
         (bin_ / name).chmod(0o755)
     (bin_ / "python3").symlink_to(sys.executable)
     return bin_
 
 
 def fake_env(fakebin: Path, **extra: str) -> dict[str, str]:
-    return {"PATH": f"{fakebin}:{os.environ['PATH']}", "CALLS": str(fakebin / "calls"), **extra}
+    return {"PATH": f"{fakebin}:{os.environ['PATH']}", "CALLS": str(fakebin / "calls"),
+            "FAKE_ROOT": str(fakebin.parent / "root"), **extra}
+
+
+def as_deploy(fakebin: Path, **extra: str) -> dict[str, str]:
+    """fake_env for a login user that is not root (root commands need the fake sudo)."""
+    return fake_env(fakebin, FAKE_LOGIN="deploy", **extra)
 
 
 def calls(fakebin: Path) -> list[str]:
     path = fakebin / "calls"
     return path.read_text().splitlines() if path.exists() else []
+
+
+def sudoed(fakebin: Path) -> list[str]:
+    """The commands the script ran through sudo, in order."""
+    return [c.removeprefix("sudo -n ") for c in calls(fakebin) if c.startswith("sudo -n ")]
+
+
+def priv(body: str, sudo: str = "") -> str:
+    """A privileged script as Remote.run(priv=True) sends it: $SUDO set first."""
+    return f"SUDO={shell.q(sudo)}\n" + body
+
+
+@dataclass(frozen=True)
+class FakeRootPaths(Paths):
+    """Paths whose service config file lives under a fake root: a test must not write /etc."""
+
+    root: str = ""
+
+    @property
+    def service_file(self) -> str:
+        return self.root + super().service_file
+
+
+def svc_paths(root: Path, manager: str = "systemd") -> FakeRootPaths:
+    """Paths for the services scripts; the fake root is the one fake_env names."""
+    return FakeRootPaths(str(root), "app", manager, root=str(root.parents[1] / "root"))
+
+
+def test_the_fake_root_is_where_the_fakes_write(deploy: Path, fakebin: Path) -> None:
+    assert svc_paths(deploy).root == fake_env(fakebin)["FAKE_ROOT"]
+    assert svc_paths(deploy).service_file.endswith("/root/etc/systemd/system/wsgiship-app.service")
+
+
+MANAGERS = ["systemd", "supervisor"]
+
+# what each manager's snippets run (as logged by the fakes)
+MANAGER_CALLS = {
+    "systemd": {"is_active": "systemctl is-active -q wsgiship-app",
+                "start": "systemctl start wsgiship-app",
+                "graceful": "systemctl reload wsgiship-app",
+                "restart": "systemctl restart wsgiship-app",
+                "main_pid": "systemctl show -p MainPID --value wsgiship-app",
+                "why": "journalctl -u wsgiship-app -n 20 --no-pager",
+                "why_output": "journal: uwsgi exited"},
+    "supervisor": {"is_active": "supervisorctl status wsgiship-app",
+                   "start": "supervisorctl start wsgiship-app",
+                   "graceful": "supervisorctl signal HUP wsgiship-app",
+                   "restart": None,  # `supervisorctl update` restarted a changed program
+                   "main_pid": "supervisorctl pid wsgiship-app",
+                   "why": "supervisorctl tail wsgiship-app stderr",
+                   "why_output": "supervisor: uwsgi exited"},
+}
+
+# Who runs the scripts: root itself ($SUDO empty), or a deploy user with sudo -n.
+LOGINS = {"root": ("", {}), "deploy": ("sudo -n", {"FAKE_LOGIN": "deploy"})}
 
 
 @pytest.fixture
@@ -814,30 +967,138 @@ def master() -> Iterator[Callable[[Path, int], int]]:
         proc.wait()
 
 
+def reload_env(fakebin: Path, login: str, **extra: str) -> dict[str, str]:
+    return fake_env(fakebin, **LOGINS[login][1], **extra)
+
+
+def reload_script(deploy: Path, manager: str, login: str, release: str, previous: str,
+                  processes: int = 2, as_other: bool = False, wait: int = 5,
+                  unit_changed: str = "") -> str:
+    body = services.reload_uwsgi(svc_paths(deploy, manager), release, previous, processes,
+                                 as_other, wait=wait)
+    if unit_changed:
+        body = f"UNIT_CHANGED={unit_changed}\n" + body  # as the flow sends it
+    return priv(body, LOGINS[login][0])
+
+
+@pytest.mark.parametrize("login", LOGINS)
+@pytest.mark.parametrize("manager", MANAGERS)
 def test_reload_uwsgi_starts_a_stopped_service_and_waits_for_its_workers(
-        deploy: Path, fakebin: Path, master, sh) -> None:
+        deploy: Path, fakebin: Path, master, sh, manager: str, login: str) -> None:
     r = add_release(deploy, rel(1))
     pid = master(r, 2)
-    res = sh(services.reload_uwsgi(paths(deploy), rel(1), "", 2, wait=5),
-             env=fake_env(fakebin, MAINPID=str(pid)))
+    res = sh(reload_script(deploy, manager, login, rel(1), ""),
+             env=reload_env(fakebin, login, MAINPID=str(pid)))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=started\nworkers=2\n"
-    assert calls(fakebin)[:2] == ["systemctl is-active -q wsgiship-app",
-                                  "systemctl start wsgiship-app"]
-    assert "systemctl show -p MainPID --value wsgiship-app" in calls(fakebin)
+    m = MANAGER_CALLS[manager]
+    done = [c for c in calls(fakebin) if not c.startswith(("sudo ", "readlink", "getent"))]
+    assert done[0].startswith(m["is_active"])
+    assert m["start"] in done
+    assert m["main_pid"] in done
+    assert m["graceful"] not in done
+    if login == "deploy":
+        assert m["start"] in sudoed(fakebin)
 
 
+@pytest.mark.parametrize("manager", MANAGERS)
 def test_reload_uwsgi_reloads_a_running_service_gracefully(deploy: Path, fakebin: Path, master,
-                                                           sh) -> None:
+                                                           sh, manager: str) -> None:
     add_release(deploy, rel(1), venv_key="a")
     r2 = add_release(deploy, rel(2), venv_key="b")  # a new venv: no chain reload
     pid = master(r2, 2)
-    res = sh(services.reload_uwsgi(paths(deploy), rel(2), rel(1), 2, wait=5),
-             env=fake_env(fakebin, ACTIVE="1", MAINPID=str(pid)))
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1)),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=graceful\nworkers=2\n"
+    m = MANAGER_CALLS[manager]
+    assert m["graceful"] in sudoed(fakebin)
+    assert m["start"] not in calls(fakebin)
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_reload_uwsgi_restarts_a_running_service_whose_unit_changed(
+        deploy: Path, fakebin: Path, master, sh, fifo_reader, manager: str) -> None:
+    add_release(deploy, rel(1))
+    r2 = add_release(deploy, rel(2))  # same venv, same ini, a fifo: a chain reload but for
+    pid = master(r2, 2)               # the changed unit
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), unit_changed="1"),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=restarted\nworkers=2\n"
+    m = MANAGER_CALLS[manager]
+    done = calls(fakebin)
+    assert m["graceful"] not in done and m["start"] not in done
+    assert not any("uwsgi.fifo" in c for c in done)
+    fifo_reader.kill()
+    assert fifo_reader.communicate()[0] == b""  # nothing written to the fifo
+    if m["restart"]:
+        assert m["restart"] in sudoed(fakebin)
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_reload_uwsgi_starts_a_stopped_service_even_when_its_unit_changed(
+        deploy: Path, fakebin: Path, master, sh, manager: str) -> None:
+    r = add_release(deploy, rel(1))
+    pid = master(r, 2)
+    res = sh(reload_script(deploy, manager, "root", rel(1), "", unit_changed="1"),
+             env=reload_env(fakebin, "root", MAINPID=str(pid)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=started\nworkers=2\n"
+    assert "systemctl restart wsgiship-app" not in calls(fakebin)
+
+
+@pytest.fixture
+def fifo_reader(deploy: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """uWSGI's master fifo at its place in shared/run, read by a stand-in master."""
+    fifo = deploy / "shared" / "run" / "uwsgi.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    yield reader
+    if reader.poll() is None:
+        reader.kill()
+    reader.wait()
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_reload_uwsgi_chain_reloads_through_the_fifo_as_the_app_user(
+        deploy: Path, fakebin: Path, master, sh, fifo_reader, manager: str) -> None:
+    r1 = add_release(deploy, rel(1))
+    r2 = add_release(deploy, rel(2))  # the same venv
+    (r1 / ".wsgiship" / "uwsgi.ini").write_text(f"; release {rel(1)}\n[uwsgi]\n")
+    (r2 / ".wsgiship" / "uwsgi.ini").write_text(f"; release {rel(2)}\n[uwsgi]\n")
+    pid = master(r2, 2)
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_other=True,
+                           unit_changed="0"),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=chain\nworkers=2\n"
+    assert fifo_reader.communicate(timeout=5)[0] == b"c"
+    fifo = deploy / "shared" / "run" / "uwsgi.fifo"
+    # uWSGI runs as another user: its fifo and its workers' cwd need root
+    assert f"timeout 5 sh -c printf c > {fifo}" in sudoed(fakebin)
+    assert f"readlink /proc/{pid_of_a_worker(pid)}/cwd" in sudoed(fakebin)
+    assert MANAGER_CALLS[manager]["graceful"] not in calls(fakebin)
+
+
+def pid_of_a_worker(master_pid: int) -> str:
+    return subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True,
+                          text=True).stdout.split()[0]
+
+
+def test_reload_uwsgi_chain_is_graceful_when_the_ini_changed(deploy: Path, fakebin: Path,
+                                                             master, sh, fifo_reader) -> None:
+    add_release(deploy, rel(1))
+    r2 = add_release(deploy, rel(2))
+    (r2 / ".wsgiship" / "uwsgi.ini").write_text("[uwsgi]\nprocesses = 4\n")
+    pid = master(r2, 2)
+    res = sh(reload_script(deploy, "systemd", "root", rel(2), rel(1)),
+             env=reload_env(fakebin, "root", ACTIVE="1", MAINPID=str(pid)))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=graceful\nworkers=2\n"
     assert "systemctl reload wsgiship-app" in calls(fakebin)
-    assert "systemctl start wsgiship-app" not in calls(fakebin)
+    fifo_reader.kill()
+    assert fifo_reader.communicate()[0] == b""  # nothing written to the fifo
 
 
 def test_reload_uwsgi_fails_while_workers_serve_the_old_release(deploy: Path, fakebin: Path,
@@ -846,29 +1107,98 @@ def test_reload_uwsgi_fails_while_workers_serve_the_old_release(deploy: Path, fa
     add_release(deploy, rel(2))
     (deploy / "shared" / "log" / "uwsgi.log").write_text("worker 1 buried after 1 seconds\n")
     pid = master(r1, 2)
-    res = sh(services.reload_uwsgi(paths(deploy), rel(2), rel(1), 2, wait=0),
-             env=fake_env(fakebin, ACTIVE="1", MAINPID=str(pid)))
+    res = sh(reload_script(deploy, "systemd", "root", rel(2), rel(1), wait=0),
+             env=reload_env(fakebin, "root", ACTIVE="1", MAINPID=str(pid)))
     assert res.returncode == 1
     assert "only 0 of 2 workers serve the new release after 0s" in res.stderr
     assert "worker 1 buried" in res.stderr
 
 
-def test_reload_uwsgi_failure_to_start_shows_journal_and_app_log(deploy: Path, fakebin: Path,
-                                                                 sh) -> None:
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_reload_uwsgi_reports_unknown_workers_it_may_not_look_into(
+        deploy: Path, fakebin: Path, master, sh, manager: str) -> None:
+    # uWSGI runs as another user and sudo does not allow reading its /proc entries: the
+    # reload cannot tell which release the workers serve (the health check will)
+    r1 = add_release(deploy, rel(1), venv_key="a")
+    add_release(deploy, rel(2), venv_key="b")
+    pid = master(r1, 2)
+    env = reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid), WORKERS_HIDDEN="1",
+                     SUDO_REFUSE="readlink")
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_other=True, wait=2),
+             env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=graceful\nworkers=unknown\n"
+    # with sudo allowed to look, the old workers are seen for what they are
+    (fakebin / "calls").unlink()
+    env.pop("SUDO_REFUSE")
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_other=True, wait=0),
+             env=env)
+    assert res.returncode == 1
+    assert "only 0 of 2 workers serve the new release after 0s" in res.stderr
+    assert any(c.startswith("readlink /proc/") for c in sudoed(fakebin))
+
+
+def test_reload_uwsgi_waits_for_all_workers_even_unknown_ones(deploy: Path, fakebin: Path,
+                                                              master, sh) -> None:
+    r1 = add_release(deploy, rel(1), venv_key="a")
+    add_release(deploy, rel(2), venv_key="b")
+    pid = master(r1, 1)  # one worker of the 2 configured: not all there yet
+    res = sh(reload_script(deploy, "systemd", "deploy", rel(2), rel(1), as_other=True, wait=1),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid),
+                            WORKERS_HIDDEN="1", SUDO_REFUSE="readlink"))
+    assert res.returncode == 1
+    assert "only 0 of 1 workers serve the new release after 1s" in res.stderr
+
+
+def test_reload_uwsgi_reads_worker_dirs_without_sudo_for_its_own_workers(
+        deploy: Path, fakebin: Path, master, sh) -> None:
+    r = add_release(deploy, rel(1))
+    pid = master(r, 2)
+    res = sh(reload_script(deploy, "systemd", "deploy", rel(1), "", as_other=False),
+             env=reload_env(fakebin, "deploy", MAINPID=str(pid)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=started\nworkers=2\n"
+    assert any(c.startswith("readlink /proc/") for c in calls(fakebin))
+    assert sudoed(fakebin) == ["systemctl start wsgiship-app"]
+
+
+@pytest.fixture
+def instant_sleep(fakebin: Path) -> None:
+    """A `sleep` that returns at once, so polling for a service that never starts is quick."""
+    (fakebin / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    (fakebin / "sleep").chmod(0o755)
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_reload_uwsgi_failure_to_start_shows_why_and_the_app_log(
+        deploy: Path, fakebin: Path, sh, instant_sleep, manager: str) -> None:
     add_release(deploy, rel(1))
     (deploy / "shared" / "log" / "uwsgi.log").write_text("ImportError: no module named hello\n")
-    res = sh(services.reload_uwsgi(paths(deploy), rel(1), "", 2, wait=1),
-             env=fake_env(fakebin, START_OK="0"))
+    res = sh(reload_script(deploy, manager, "deploy", rel(1), "", wait=1),
+             env=reload_env(fakebin, "deploy", START_OK="0"))
     assert res.returncode == 1
-    assert "journal: uwsgi exited" in res.stderr
+    m = MANAGER_CALLS[manager]
+    assert m["why_output"] in res.stderr
     assert "ImportError: no module named hello" in res.stderr
-    assert "journalctl -u wsgiship-app -n 20 --no-pager" in calls(fakebin)
+    assert m["why"] in calls(fakebin)
+    assert "uwsgi=" not in res.stdout
 
 
 def test_reload_uwsgi_quotes_release_names() -> None:
-    text = services.reload_uwsgi(Paths("/srv/app", "app"), HOSTILE, "old" + HOSTILE, 2)
+    text = services.reload_uwsgi(Paths("/srv/app", "app"), HOSTILE, "old" + HOSTILE, 2, False)
     assert shlex.split(line_with(text, "NEW=")) == [
         f"NEW=/srv/app/releases/{HOSTILE};", f"OLD=/srv/app/releases/old{HOSTILE}"]
+
+
+def test_reload_uwsgi_writes_the_fifo_in_shared_run() -> None:
+    text = services.reload_uwsgi(Paths("/srv/app", "app"), NAME, "old", 2, as_other=True)
+    argv = shlex.split(line_with(text, "timeout 5"))
+    assert argv[:5] == ["$SUDO", "timeout", "5", "sh", "-c"]
+    assert shlex.split(argv[5]) == ["printf", "c", ">", "/srv/app/shared/run/uwsgi.fifo"]
+    assert "[ -p /srv/app/shared/run/uwsgi.fifo ]" in text
+
+
+# --- reload_nginx ---
 
 
 def site(root: Path, name: str, text: str) -> None:
@@ -881,10 +1211,11 @@ SITE = "server {\n    listen 80;\n}\n"
 
 def test_reload_nginx_skips_an_unchanged_site(deploy: Path, fakebin: Path, sh) -> None:
     site(deploy, rel(1), "# release 1\n" + SITE)
-    site(deploy, rel(2), "# release 2\n" + SITE)  # comments aside, the same
-    res = sh(services.reload_nginx(paths(deploy), rel(2), rel(1)), env=fake_env(fakebin))
+    site(deploy, rel(2), "# release 2\n" + SITE.replace("{\n", "{\n    # a comment\n"))
+    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), rel(1)), "sudo -n"),
+             env=as_deploy(fakebin))
     assert res.returncode == 0 and res.stdout == "nginx=unchanged\n"
-    assert not any(c.startswith(("nginx", "systemctl reload")) for c in calls(fakebin))
+    assert calls(fakebin) == ["systemctl is-active -q nginx"]  # nothing needed root
 
 
 @pytest.mark.parametrize("previous,force,old_site", [
@@ -897,44 +1228,417 @@ def test_reload_nginx_tests_then_reloads(deploy: Path, fakebin: Path, sh, previo
                                          force: bool, old_site: str) -> None:
     site(deploy, rel(1), old_site)
     site(deploy, rel(2), SITE)
-    res = sh(services.reload_nginx(paths(deploy), rel(2), previous, force=force),
-             env=fake_env(fakebin))
+    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), previous, force=force), "sudo -n"),
+             env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "nginx=reloaded\n"
-    assert calls(fakebin)[-3:] == ["nginx -t -q", "systemctl is-active -q nginx",
-                                   "systemctl reload nginx"]
+    assert calls(fakebin)[-5:] == ["sudo -n nginx -t -q", "nginx -t -q",
+                                   "systemctl is-active -q nginx",
+                                   "sudo -n systemctl reload nginx", "systemctl reload nginx"]
+
+
+def test_reload_nginx_as_root_runs_the_same_without_sudo(deploy: Path, fakebin: Path,
+                                                         sh) -> None:
+    site(deploy, rel(2), SITE)
+    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), "")), env=fake_env(fakebin))
+    assert res.returncode == 0 and res.stdout == "nginx=reloaded\n"
+    assert calls(fakebin) == ["nginx -t -q", "systemctl is-active -q nginx",
+                              "systemctl reload nginx"]
 
 
 def test_reload_nginx_starts_a_stopped_nginx(deploy: Path, fakebin: Path, sh) -> None:
     site(deploy, rel(1), SITE)
-    site(deploy, rel(2), SITE)
-    res = sh(services.reload_nginx(paths(deploy), rel(2), rel(1)),
-             env=fake_env(fakebin, NGINX_ACTIVE="0"))
+    site(deploy, rel(2), SITE)  # unchanged, but a stopped nginx still has to start
+    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), rel(1)), "sudo -n"),
+             env=as_deploy(fakebin, NGINX_ACTIVE="0"))
     assert res.returncode == 0 and res.stdout == "nginx=started\n"
-    assert calls(fakebin)[-1] == "systemctl start nginx"
+    assert sudoed(fakebin) == ["nginx -t -q", "systemctl start nginx"]
 
 
 def test_reload_nginx_stops_on_a_broken_config(deploy: Path, fakebin: Path, sh) -> None:
     site(deploy, rel(2), SITE)
-    res = sh(services.reload_nginx(paths(deploy), rel(2), ""), env=fake_env(fakebin, NGINX_RC="1"))
+    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), ""), "sudo -n"),
+             env=as_deploy(fakebin, NGINX_RC="1",
+                           NGINX_OUT='nginx: [emerg] unknown directive "lisen"'))
     assert res.returncode == 1
+    assert 'unknown directive "lisen"' in res.stdout  # nginx -t's complaint is shown
     assert calls(fakebin)[-1] == "nginx -t -q"
 
 
-def test_nginx_check_wraps_the_site_in_a_throwaway_config(deploy: Path, fakebin: Path,
-                                                          sh) -> None:
-    res = sh(services.nginx_check(paths(deploy), NAME), env=fake_env(fakebin))
+# --- nginx_check, before the switch (no root) ---
+
+
+def nginx_release(deploy: Path, text: str) -> Path:
+    r = add_release(deploy, NAME)
+    (r / ".wsgiship" / "nginx.conf").write_text(text)
+    return r / ".wsgiship" / "nginx.conf"
+
+
+def test_nginx_check_wraps_the_site_in_a_throwaway_config(deploy: Path, fakebin: Path, sh,
+                                                          make_app) -> None:
+    rendered = render(make_app(name="shop", static={"/static": "static"}), NAME, "deploy",
+                      "r")[".wsgiship/nginx.conf"]
+    site_path = nginx_release(deploy, rendered)
+    res = sh(priv(services.nginx_check(paths(deploy), NAME), "sudo -n"), env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
-    site_path = f"{deploy}/releases/{NAME}/.wsgiship/nginx.conf"
-    assert res.stdout.splitlines() == [
-        "include /etc/nginx/modules-enabled/*.conf;",
-        "events {}",
-        f"http {{ include /etc/nginx/mime.types; include {site_path}; }}",
-    ]
-    tmpdir = Path((fakebin / "calls.dir").read_text().strip())
-    assert not tmpdir.exists()  # removed on exit
-    res = sh(services.nginx_check(paths(deploy), NAME), env=fake_env(fakebin, NGINX_RC="1"))
+    assert res.stdout == ""
+    assert sudoed(fakebin) == [] and not any(c.startswith("sudo") for c in calls(fakebin))
+    tmpdir = (fakebin / "calls.dir").read_text().strip()
+    argv = (fakebin / "calls.argv").read_text().splitlines()
+    assert argv == ["-t", "-q", "-e", "/dev/stderr", "-g", f"pid {tmpdir}/nginx.pid;",
+                    "-c", f"{tmpdir}/nginx.conf"]
+    copy = fakebin / "calls.copy"
+    assert (copy / "nginx.conf").read_text() == (
+        "include /etc/nginx/modules-enabled/*.conf;\n"
+        "events {}\n"
+        f"http {{ include /etc/nginx/mime.types; include {tmpdir}/site.conf; }}\n")
+    # the site as the release has it, but for its log files (opening them needs root)
+    expected = (rendered.replace("/var/log/nginx/shop.access.log", "/dev/null")
+                .replace("/var/log/nginx/shop.error.log", "/dev/null"))
+    assert expected != rendered
+    assert (copy / "site.conf").read_text() == expected
+    assert site_path.read_text() == rendered  # the release's own copy is untouched
+    assert not Path(tmpdir).exists()  # removed on exit
+
+
+def test_nginx_check_points_every_log_at_dev_null(deploy: Path, fakebin: Path, sh) -> None:
+    nginx_release(deploy, "server {\n"
+                          "    access_log /var/log/nginx/a.log combined;\n"
+                          "\terror_log  /var/log/nginx/e.log warn;\n"
+                          "    location /x {\n"
+                          "        access_log /var/log/nginx/x.log;\n"
+                          "    }\n"
+                          "    # access_log /not/a/directive.log;\n"
+                          "}\n")
+    assert sh(services.nginx_check(paths(deploy), NAME), env=fake_env(fakebin)).returncode == 0
+    assert (fakebin / "calls.copy" / "site.conf").read_text() == (
+        "server {\n"
+        "    access_log /dev/null combined;\n"
+        "\terror_log /dev/null warn;\n"
+        "    location /x {\n"
+        "        access_log /dev/null;\n"
+        "    }\n"
+        "    # access_log /not/a/directive.log;\n"
+        "}\n")
+
+
+def test_nginx_check_fails_on_a_broken_site_naming_the_release_file(deploy: Path,
+                                                                    fakebin: Path, sh) -> None:
+    site_path = nginx_release(deploy, "server {\n    lisen 80;\n}\n")
+    out = ('nginx: [emerg] unknown directive "lisen" in SITE:2\n'
+           "nginx: configuration file /tmp/x/nginx.conf test failed")
+    res = sh(priv(services.nginx_check(paths(deploy), NAME), "sudo -n"),
+             env=as_deploy(fakebin, NGINX_RC="1", NGINX_OUT=out))
     assert res.returncode == 1
+    assert f'nginx: [emerg] unknown directive "lisen" in {site_path}:2' in res.stdout
+    tmpdir = (fakebin / "calls.dir").read_text().strip()
+    assert tmpdir not in res.stdout  # the throwaway copy is never named
+    assert not Path(tmpdir).exists()
+
+
+@pytest.mark.parametrize("out,ok", [
+    # only a file the login user may not read (e.g. a TLS key): left to the root nginx -t
+    ('nginx: [emerg] cannot load certificate key "/etc/ssl/private/shop.key": BIO_new_file()'
+     " failed (SSL: error:8000000D:system library::Permission denied)", True),
+    ('nginx: [emerg] open() "/etc/nginx/htpasswd" failed (13: Permission denied) in SITE:9',
+     True),
+    # a permission problem and a real error: the real error fails the check
+    ('nginx: [emerg] open() "/etc/ssl/private/shop.key" failed (13: Permission denied)\n'
+     'nginx: [emerg] invalid port in "80x" of the "listen" directive in SITE:2', False),
+])
+def test_nginx_check_leaves_permission_problems_to_the_root_check(
+        deploy: Path, fakebin: Path, sh, out: str, ok: bool) -> None:
+    nginx_release(deploy, SITE)
+    res = sh(services.nginx_check(paths(deploy), NAME),
+             env=fake_env(fakebin, NGINX_RC="1", NGINX_OUT=out))
+    assert res.returncode == (0 if ok else 1), res.stdout + res.stderr
+    if not ok:
+        assert 'invalid port in "80x"' in res.stdout
+
+
+# --- unit_check, before the switch ---
+
+
+def service_config(deploy: Path, release: str, text: str, installed: str | None,
+                   manager: str = "systemd") -> FakeRootPaths:
+    """A release with a service config, and (unless None) the one installed."""
+    r = add_release(deploy, release)
+    (r / ".wsgiship" / "service").write_text(text)
+    p = svc_paths(deploy, manager)
+    if installed is not None:
+        Path(p.service_file).parent.mkdir(parents=True)
+        Path(p.service_file).write_text(installed)
+    return p
+
+
+UNIT = "[Service]\nUser=deploy\n"
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_unit_check_passes_an_unchanged_service_config(deploy: Path, fakebin: Path, sh,
+                                                       manager: str) -> None:
+    p = service_config(deploy, NAME, UNIT, UNIT, manager)
+    res = sh(priv(services.unit_check(p, NAME, "web1"), "sudo -n"), env=as_deploy(fakebin))
+    assert res.returncode == 0, res.stderr
+    assert calls(fakebin) == []  # no need to ask sudo
+
+
+@pytest.mark.parametrize("installed", [UNIT.replace("deploy", "web"), None])
+def test_unit_check_refuses_a_change_sudo_does_not_allow(deploy: Path, fakebin: Path, sh,
+                                                         installed: str | None) -> None:
+    p = service_config(deploy, NAME, UNIT, installed)
+    res = sh(priv(services.unit_check(p, NAME, "web1"), "sudo -n"),
+             env=as_deploy(fakebin, SUDO_LIST_RC="1"))
+    assert res.returncode == 1
+    assert f"the service config differs from {p.service_file}" in res.stderr
+    assert "web1 may not install it" in res.stderr
+    assert "run fab setup -H web1 (as root)" in res.stderr
+    if installed:  # what would change
+        assert "-User=web" in res.stderr and "+User=deploy" in res.stderr
+
+
+def test_unit_check_asks_sudo_for_the_exact_install_command(deploy: Path, fakebin: Path,
+                                                            sh) -> None:
+    p = service_config(deploy, NAME, UNIT, UNIT.replace("deploy", "web"))
+    res = sh(priv(services.unit_check(p, NAME, "web1"), "sudo -n"),
+             env=as_deploy(fakebin, SUDO_LIST_RC="0"))
+    assert res.returncode == 0, res.stderr
+    listed = shlex.split(calls(fakebin)[0])
+    assert listed[:3] == ["sudo", "-n", "-l"]
+    # the very command services.install will run (sudo -l matches it argument for argument)
+    install_line = line_with(services.install(p, "deploy", "deploy"), "$SUDO install")
+    installed = shlex.split(install_line.partition("$SUDO ")[2].partition(";")[0])
+    assert listed[3:] == installed == [
+        "install", "-m", "644", f"{deploy}/current/.wsgiship/service", p.service_file]
+
+
+def test_unit_check_is_skipped_when_the_script_runs_as_root(deploy: Path, fakebin: Path,
+                                                            sh) -> None:
+    # root login, or the whole script under one sudo (a sudo password given): $SUDO is empty
+    p = service_config(deploy, NAME, UNIT, None)
+    res = sh(priv(services.unit_check(p, NAME, "web1")), env=fake_env(fakebin))
+    assert res.returncode == 0, res.stderr
+    assert calls(fakebin) == []
+
+
+def test_the_checks_before_the_switch_run_as_one_script(deploy: Path, fakebin: Path,
+                                                        sh) -> None:
+    # the flow sends nginx_check + unit_check as one privileged script
+    p = service_config(deploy, NAME, UNIT, UNIT.replace("deploy", "web"))
+    (deploy / "releases" / NAME / ".wsgiship" / "nginx.conf").write_text(SITE)
+    body = priv(services.nginx_check(p, NAME) + services.unit_check(p, NAME, "web1"), "sudo -n")
+    res = sh(body, env=as_deploy(fakebin, SUDO_LIST_RC="0"))
+    assert res.returncode == 0, res.stderr
+    assert [c.split()[0] for c in calls(fakebin)] == ["nginx", "sudo"]
+    res = sh(body, env=as_deploy(fakebin, SUDO_LIST_RC="1"))
+    assert res.returncode == 1 and "fab setup -H web1" in res.stderr
+    res = sh(body, env=as_deploy(fakebin, NGINX_RC="1", NGINX_OUT="nginx: [emerg] bad"))
+    assert res.returncode == 1 and "[emerg] bad" in res.stdout
+
+
+# --- install and layout, executed ---
+
+
+def current_release(deploy: Path, manager: str) -> Path:
+    r = add_release(deploy, rel(1))
+    (r / ".wsgiship" / "service").write_text(f"{manager} config\n")
+    (r / ".wsgiship" / "nginx.conf").write_text(SITE)
+    (deploy / "current").symlink_to(f"releases/{rel(1)}")
+    return r
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_install_runs_each_root_command_through_sudo_once_and_only_when_needed(
+        deploy: Path, fakebin: Path, sh, manager: str) -> None:
+    current_release(deploy, manager)
+    p = svc_paths(deploy, manager)
+    body = priv(services.install(p, "deploy", "web", (".env",)), "sudo -n")
+    res = sh(body, env=as_deploy(fakebin))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "unit=installed\nsite=installed\nsite=installed\n"
+    fake_root = Path(p.root)
+    assert Path(p.service_file).read_text() == f"{manager} config\n"
+    available = fake_root / "etc/nginx/sites-available/wsgiship-app"
+    enabled = fake_root / "etc/nginx/sites-enabled/wsgiship-app"
+    assert os.readlink(available) == f"{deploy}/current/.wsgiship/nginx.conf"
+    assert os.readlink(enabled) == "../sites-available/wsgiship-app"
+    apply = (["systemctl daemon-reload", "systemctl enable -q wsgiship-app"]
+             if manager == "systemd" else
+             ["supervisorctl reread", "supervisorctl update wsgiship-app"])
+    assert sudoed(fakebin) == [
+        f"install -m 644 {deploy}/current/.wsgiship/service {p.service_file}",
+        *apply,
+        f"ln -sfn {deploy}/current/.wsgiship/nginx.conf /etc/nginx/sites-available/wsgiship-app",
+        "ln -sfn ../sites-available/wsgiship-app /etc/nginx/sites-enabled/wsgiship-app",
+        *(f"chown web:www-data {deploy}/shared/{d}" for d in ("log", "run", ".env")),
+    ]
+    # everything in place: only the chown of dirs not yet the app user's needs root (the fake
+    # chown changes nothing), and none when the app user is the login
+    (fakebin / "calls").unlink()
+    res = sh(body, env=as_deploy(fakebin))
+    assert res.returncode == 0 and res.stdout == ""
+    assert [c.split()[0] for c in sudoed(fakebin)] == ["chown"] * 3
+    (fakebin / "calls").unlink()
+    res = sh(priv(services.install(p, "deploy", "deploy"), "sudo -n"), env=as_deploy(fakebin))
+    assert res.returncode == 0 and res.stdout == ""
+    assert sudoed(fakebin) == []
+    assert any(c.startswith("readlink /etc/nginx/") for c in calls(fakebin))
+
+
+def test_layout_runs_each_root_command_through_sudo(tmp_path: Path, fakebin: Path,
+                                                    sh) -> None:
+    p = paths(tmp_path / "srv" / "new")
+    res = sh(priv(release.layout(p, "deploy"), "sudo -n"), env=as_deploy(fakebin, GETENT_RC="2"))
+    assert res.returncode == 0, res.stderr
+    assert calls(fakebin)[0] == "getent group www-data"  # a read: no sudo
+    assert sudoed(fakebin) == ["groupadd --system www-data"] + [
+        f"install -d -o deploy -g www-data -m 2750 {d}" for d in release.layout_dirs(p)]
+    assert all(Path(d).is_dir() for d in release.layout_dirs(p))
+    # www-data there already: no groupadd
+    (fakebin / "calls").unlink()
+    assert sh(priv(release.layout(p, "deploy"), "sudo -n"),
+              env=as_deploy(fakebin)).returncode == 0
+    assert not any("groupadd" in c for c in calls(fakebin))
+
+
+@pytest.mark.parametrize("script", ["install", "uwsgi", "nginx", "layout"])
+def test_a_root_command_without_sudo_fails_under_the_fakes(deploy: Path, fakebin: Path, sh,
+                                                           script: str) -> None:
+    # the fakes' check the tests above rely on: without $SUDO a deploy user gets refused
+    current_release(deploy, "systemd")
+    site(deploy, rel(2), SITE.replace("80", "81"))
+    p = svc_paths(deploy)
+    body = {"install": services.install(p, "deploy", "deploy"),
+            "uwsgi": services.reload_uwsgi(p, rel(2), rel(1), 2, False, wait=0),
+            "nginx": services.reload_nginx(p, rel(2), rel(1)),
+            "layout": release.layout(p, "deploy")}[script]
+    res = sh(priv(body, ""), env=as_deploy(fakebin, GETENT_RC="2", ACTIVE="1"))
+    assert res.returncode == 77
+    assert "permission denied (run as deploy, not root)" in res.stdout + res.stderr
+
+
+# --- which commands carry $SUDO, across every branch of the scripts ---
+
+# A command word: at a line start or after ; && || | ( { $( <(, behind any if/then/else/do/!/{.
+COMMAND = re.compile(
+    r"(?:^|&&|\|\||[;|(]|(?<!\$)\{|\$\(|<\()(?:[ \t]*(?:then|else|elif|if|while|do|!|\{)(?=[ \t]))*"
+    r"[ \t]*(\$SUDO[ \t]+)?([\w./-]+)((?:[^;&|)$<\n]|\$(?!\()|<(?!\())*)", re.M)
+
+ROOT_SYSTEMCTL = {"start", "reload", "restart", "daemon-reload", "enable"}
+READ_SYSTEMCTL = {"is-active", "show"}
+ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd"}
+# read-only, or the script's own shell work
+SHELL_WORDS = {"case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if", "then", "else",
+               "elif", "fi", "for", "while", "do", "done", "break"}
+PLAIN_COMMANDS = {"stat", "ps", "cmp", "readlink", "getent", "journalctl", "pgrep", "grep", "tail",
+                  "timeout",
+                  *SHELL_WORDS}
+
+
+def commands(text: str) -> list[tuple[bool, str, str]]:
+    """(carries $SUDO, command, its arguments) for every command in a script, assignments
+    (NAME=value, and arithmetic) left out."""
+    out = []
+    text = re.sub(r"\$\(\([^)]*\)\)", "0", text)  # arithmetic
+    for m in COMMAND.finditer(text):
+        sudo, word, rest = bool(m[1]), m[2], m[3]
+        if rest.startswith("=") or word.isupper():
+            continue
+        out.append((sudo, word, rest.strip()))
+    return out
+
+
+def sudo_scripts(manager: str, as_other: bool) -> dict[str, str]:
+    p = Paths("/srv/app", "app", manager)
+    return {
+        "install": services.install(p, "deploy", "web" if as_other else "deploy", ("media",)),
+        "reload_uwsgi": services.reload_uwsgi(p, NAME, "older", 2, as_other),
+        "reload_nginx": services.reload_nginx(p, NAME, "older"),
+        "layout": release.layout(p, "deploy"),
+    }
+
+
+@pytest.mark.parametrize("as_other", [False, True], ids=["own-user", "app-user"])
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_exactly_the_root_commands_carry_sudo(manager: str, as_other: bool) -> None:
+    seen: dict[str, set[str]] = {}
+    for name, text in sudo_scripts(manager, as_other).items():
+        for sudo, word, args in commands(text):
+            sub = args.split()[0] if args else ""
+            where = f"{name}: {'$SUDO ' if sudo else ''}{word} {args}"
+            if word == "systemctl":
+                assert sub in ROOT_SYSTEMCTL | READ_SYSTEMCTL, where
+                assert sudo == (sub in ROOT_SYSTEMCTL), where
+                word = f"systemctl {sub}"
+            elif word in ROOT_COMMANDS:
+                assert sudo, where
+            elif word in ("readlink", "timeout") and args.startswith(('"/proc/', "5 sh -c")):
+                # uWSGI's /proc entries and fifo: root's when it runs as another user
+                assert sudo == as_other, where
+            else:
+                assert word in PLAIN_COMMANDS, f"unclassified command: {where}"
+                assert not sudo, where
+            if word not in SHELL_WORDS:
+                seen.setdefault(name, set()).add(("$SUDO " if sudo else "") + word)
+    # the checks above saw the commands that matter (a parse that found nothing would pass)
+    apply = ({"$SUDO systemctl daemon-reload", "$SUDO systemctl enable"} if manager == "systemd"
+             else {"$SUDO supervisorctl"})
+    assert seen["install"] >= {"cmp", "readlink", "$SUDO install", "$SUDO ln", *apply}
+    assert ("$SUDO chown" in seen["install"]) == as_other
+    if manager == "systemd":
+        assert seen["reload_uwsgi"] >= {
+            "systemctl is-active", "$SUDO systemctl start", "$SUDO systemctl restart",
+            "$SUDO systemctl reload", "systemctl show", "readlink", "cmp"}
+    else:
+        assert "$SUDO supervisorctl" in seen["reload_uwsgi"]
+        assert not any("systemctl" in c for c in seen["reload_uwsgi"])
+    assert ("$SUDO readlink" in seen["reload_uwsgi"]) == as_other
+    assert ("$SUDO timeout" in seen["reload_uwsgi"]) == as_other
+    assert seen["reload_nginx"] >= {"systemctl is-active", "cmp", "$SUDO nginx",
+                                    "$SUDO systemctl reload", "$SUDO systemctl start"}
+    assert seen["layout"] == {"getent", "$SUDO groupadd", "$SUDO install"}
+
+
+def test_the_checks_before_the_switch_need_no_sudo() -> None:
+    p = Paths("/srv/app", "app")
+    for text in (services.nginx_check(p, NAME), services.import_check(p, NAME)):
+        assert "$SUDO" not in text
+    # unit_check only asks sudo what it allows (sudo -l), it runs nothing through it
+    assert [c for c in commands(services.unit_check(p, NAME, "web1")) if c[0]] == []
+
+
+def test_remote_run_sets_sudo_for_privileged_scripts(monkeypatch: pytest.MonkeyPatch,
+                                                     make_app, sh) -> None:
+    from fabric import Config
+
+    from wsgiship.config import Host
+    from wsgiship.remote import Remote
+
+    def remote(user: str, password: str | None = None) -> tuple[Remote, list[str]]:
+        config = Config(overrides={"sudo": {"password": password}}) if password else None
+        r = Remote(Host("web1", "192.0.2.1", make_app(), user=user), config)
+        seen: list[str] = []
+
+        def run(how: str) -> Callable[..., object]:
+            def go(command: str, **_: object) -> object:
+                seen.append(how)
+                res = sh(shlex.split(command)[2])
+                return type("R", (), {"exited": res.returncode, "stdout": res.stdout,
+                                      "stderr": res.stderr})()
+            return go
+
+        monkeypatch.setattr(r.conn, "run", run("run"))
+        monkeypatch.setattr(r.conn, "sudo", run("sudo"))
+        return r, seen
+
+    body = shell.script(['echo "[$SUDO]"'])
+    r, seen = remote("root")
+    assert r.run(body, priv=True).stdout == "[]\n" and seen == ["run"]
+    r, seen = remote("deploy")
+    assert r.run(body, priv=True).stdout == "[sudo -n]\n" and seen == ["run"]
+    assert not r.run(body, check=False).ok  # unprivileged: no $SUDO at all (set -u)
+    r, seen = remote("deploy", password="secret")
+    assert r.run(body, priv=True).stdout == "[]\n" and seen == ["sudo"]
 
 
 def test_error_log_tail(deploy: Path, sh) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import configparser
 import json
 import os
 import re
@@ -64,8 +65,10 @@ def test_uwsgi_ini(make_app) -> None:
     app = make_app(processes=4, threads=8, deploy_to="/srv/shop", name="shop")
     pairs = ini_pairs(render.render(app, NAME, "deploy", "r")[".wsgiship/uwsgi.ini"])
     d = dict(pairs)
-    assert d["socket"] == "/run/shop/uwsgi.sock"
-    assert d["master-fifo"] == "/run/shop/uwsgi.fifo"
+    # in shared/run (setgid www-data: nginx's group) rather than /run, for either manager
+    assert d["socket"] == "/srv/shop/shared/run/uwsgi.sock"
+    assert d["master-fifo"] == "/srv/shop/shared/run/uwsgi.fifo"
+    assert d["chmod-socket"] == "660"
     assert d["processes"] == "4"
     assert d["threads"] == "8" and d["enable-threads"] == "true"
     assert d["home"] == "/srv/shop/current/.venv"
@@ -108,7 +111,7 @@ def test_nginx_conf(make_app) -> None:
     blocks = dict(re.findall(r"location (\S+) \{\s*alias (\S+);\s*\}", text))
     assert blocks == {"/static/": "/srv/shop/current/static/",
                       "/media/": "/srv/shop/current/var/media/"}
-    assert "uwsgi_pass unix:/run/shop/uwsgi.sock;" in text
+    assert "uwsgi_pass unix:/srv/shop/shared/run/uwsgi.sock;" in text
     assert "include /etc/nginx/uwsgi_params;" in text
     assert text.count("{") == text.count("}")
 
@@ -134,12 +137,79 @@ def unit_lines(text: str) -> dict[str, str]:
 
 def test_service_unit(make_app) -> None:
     app = make_app(name="shop", deploy_to="/opt/shop")
-    unit = unit_lines(render.render(app, NAME, "www-data", "r")[".wsgiship/service"])
-    assert unit["User"] == "www-data" and unit["Group"] == "www-data"
-    assert unit["RuntimeDirectory"] == "shop"
+    unit = unit_lines(render.render(app, NAME, "web", "r")[".wsgiship/service"])
+    assert unit["User"] == "web"
+    # uWSGI runs in the app user's own group (a worker in www-data would hide its /proc
+    # entries from the deploy user); the socket dir is no runtime dir of the unit
+    assert "Group" not in unit and "RuntimeDirectory" not in unit
     assert unit["ExecStart"] == ("/opt/shop/current/.venv/bin/uwsgi --ini "
                                  "/opt/shop/current/.wsgiship/uwsgi.ini")
     assert unit["Type"] == "notify"
+    assert unit["UMask"] == "0027" and unit["KillSignal"] == "SIGTERM"
+
+
+def test_systemd_is_the_default_service_manager(make_app) -> None:
+    default = render.render(make_app(), NAME, "deploy", "r")
+    assert default == render.render(make_app(service_manager="systemd"), NAME, "deploy", "r")
+    assert default[".wsgiship/service"].startswith("# uWSGI service for hello")
+    assert "[Service]" in default[".wsgiship/service"]
+
+
+# --- the supervisor program ---
+
+
+def supervisor_program(text: str) -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
+    parser.read_string(text)
+    assert parser.sections() == ["program:wsgiship-shop"]
+    return dict(parser["program:wsgiship-shop"])
+
+
+def test_supervisor_program(make_app) -> None:
+    app = make_app(name="shop", deploy_to="/opt/shop", service_manager="supervisor")
+    out = render.render(app, NAME, "web", "r")
+    assert set(out) == FILES  # the same files: the service manager's config is `service`
+    program = supervisor_program(out[".wsgiship/service"])
+    assert program == {
+        "command": "/opt/shop/current/.venv/bin/uwsgi --ini /opt/shop/current/.wsgiship/uwsgi.ini",
+        "user": "web",
+        "umask": "027",
+        "autostart": "true",
+        "autorestart": "true",
+        "startsecs": "2",
+        "stopsignal": "TERM",  # die-on-term: a clean shutdown
+        "stopwaitsecs": "60",
+        "stopasgroup": "true",
+        "killasgroup": "true",
+        "stdout_logfile": "/opt/shop/shared/log/supervisor.log",
+        "redirect_stderr": "true",
+    }
+    assert "group" not in program  # as with systemd: the app user's own group
+    # everything but the service config is what systemd gets
+    systemd = render.render(make_app(name="shop", deploy_to="/opt/shop"), NAME, "web", "r")
+    assert {k: v for k, v in out.items() if k != ".wsgiship/service"} == {
+        k: v for k, v in systemd.items() if k != ".wsgiship/service"}
+    assert "die-on-term = true" in out[".wsgiship/uwsgi.ini"]
+
+
+def test_supervisor_program_values_hold_no_comment_character(make_app) -> None:
+    app = make_app(name="shop", service_manager="supervisor")
+    text = render.render(app, NAME, "deploy", "r")[".wsgiship/service"]
+    # supervisord also reads ' ;' inside a line as the start of a comment
+    for line in text.splitlines():
+        if not line.startswith(";"):
+            assert ";" not in line, line
+    assert text.startswith("; supervisor program for shop (rendered by wsgiship)\n")
+
+
+def test_a_service_override_follows_the_service_manager(make_app, overrides: Path) -> None:
+    (overrides / "supervisor.conf.j2").write_text("[program:{{ service }}]\nuser={{ app_user }}\n")
+    (overrides / "systemd.service.j2").write_text("# my unit\n")
+    supervised = render.render(make_app(templates=str(overrides), service_manager="supervisor"),
+                               NAME, "web", "r")
+    assert supervised[".wsgiship/service"] == "[program:wsgiship-hello]\nuser=web\n"
+    systemd = render.render(make_app(templates=str(overrides)), NAME, "web", "r")
+    assert systemd[".wsgiship/service"] == "# my unit\n"
 
 
 def test_service_unit_passes_systemd_analyze_verify(example: config.App, tmp_path: Path) -> None:
@@ -374,11 +444,28 @@ def test_paths() -> None:
         "/srv/shop/releases", "/srv/shop/shared", "/srv/shop/venvs", "/srv/shop/current")
     assert (p.lock, p.log, p.app_log) == (
         "/srv/shop/.lock", "/srv/shop/deploys.log", "/srv/shop/shared/log/uwsgi.log")
-    assert (p.socket, p.fifo) == ("/run/shop/uwsgi.sock", "/run/shop/uwsgi.fifo")
-    assert (p.service, p.unit_file, p.nginx_site) == (
+    assert p.run_dir == "/srv/shop/shared/run"
+    assert (p.socket, p.fifo) == ("/srv/shop/shared/run/uwsgi.sock",
+                                  "/srv/shop/shared/run/uwsgi.fifo")
+    assert p.manager == "systemd"
+    assert (p.service, p.service_file, p.nginx_site) == (
         "wsgiship-shop", "/etc/systemd/system/wsgiship-shop.service", "wsgiship-shop")
     assert p.release(NAME) == f"/srv/shop/releases/{NAME}"
+    assert not hasattr(p, "unit_file")
+
+
+def test_paths_under_supervisor() -> None:
+    p = render.Paths("/srv/shop", "shop", "supervisor")
+    assert p.service_file == "/etc/supervisor/conf.d/wsgiship-shop.conf"
+    assert p.service == "wsgiship-shop"
+    # the rest does not depend on the manager
+    systemd = render.Paths("/srv/shop", "shop")
+    for name in ("releases", "shared", "venvs", "current", "lock", "log", "app_log", "run_dir",
+                 "socket", "fifo", "service", "nginx_site"):
+        assert getattr(p, name) == getattr(systemd, name), name
 
 
 def test_paths_for_app(make_app) -> None:
     assert render.paths_for(make_app(name="blog")) == render.Paths("/srv/blog", "blog")
+    assert render.paths_for(make_app(name="blog", service_manager="supervisor")) == (
+        render.Paths("/srv/blog", "blog", "supervisor"))

@@ -40,9 +40,12 @@ def nginx_check(p: Paths, release: str) -> str:
         f"sed -E 's#^([[:space:]]*(access_log|error_log))[[:space:]]+[^;[:space:]]+#\\1 /dev/null#'"
         f' {q(site)} > "$T/site.conf"',
         f'printf %s {q(main)} | sed "s#SITE#$T/site.conf#" > "$T/nginx.conf"',
+        f"SITE={q(site)}",
         'if ! out=$(nginx -t -q -e /dev/stderr -g "pid $T/nginx.pid;" -c "$T/nginx.conf" 2>&1); then',
-        '  if printf "%s\\n" "$out" | grep "\\[emerg\\]" | grep -qv "Permission denied"; then',
-        '    printf "%s\\n" "$out" | sed "s#$T/site.conf#' + site + '#g"; exit 1; fi',
+        # only "Permission denied" complaints: the root nginx -t after the switch will judge
+        '  emerg=$(printf "%s\\n" "$out" | grep "\\[emerg\\]" || true)',
+        '  if [ -z "$emerg" ] || printf "%s\\n" "$emerg" | grep -qv "Permission denied"; then',
+        '    printf "%s\\n" "${out//"$T/site.conf"/"$SITE"}"; exit 1; fi',
         "fi",
     ])
 
@@ -98,11 +101,12 @@ class Manager:
         """Install the service config when it differs (then tell the manager)."""
         svc = q(self.service)
         if self.kind == "supervisor":
-            apply = "$SUDO supervisorctl reread >/dev/null && $SUDO supervisorctl update " + svc
+            apply = f"$SUDO supervisorctl reread >/dev/null; $SUDO supervisorctl update {svc} >/dev/null"
         else:
-            apply = f"$SUDO systemctl daemon-reload && $SUDO systemctl enable -q {svc}"
-        return (f'if ! cmp -s {q(new)} {q(target)}; then $SUDO install -m 644 {q(new)} {q(target)}'
-                f" && {apply} >/dev/null; echo unit=installed; fi")
+            apply = f"$SUDO systemctl daemon-reload; $SUDO systemctl enable -q {svc}"
+        # `;` not `&&`: under set -e only a failing simple command stops the script
+        return (f'if ! cmp -s {q(new)} {q(target)}; then $SUDO install -m 644 {q(new)} {q(target)};'
+                f" {apply}; echo unit=installed; fi")
 
 
 def manager(p: Paths) -> Manager:
@@ -120,7 +124,7 @@ def unit_check(p: Paths, release: str, host_label: str) -> str:
         f' && ! sudo -n -l install -m 644 {q(src)} "$U" >/dev/null 2>&1; then',
         f'  echo "the service config differs from $U and {host_label} may not install it: run'
         f' fab setup -H {host_label} (as root) to install it" >&2',
-        '  diff -u "$U" "$NEW" >&2 || true; exit 1',
+        '  diff -uN "$U" "$NEW" >&2 || true; exit 1',
         "fi",
     ])
 
@@ -141,7 +145,9 @@ def install(p: Paths, login_user: str, app_user: str,
     ]
     if app_user != login_user:
         owned = [f"{p.shared}/log", p.run_dir, *(f"{p.shared}/{s}" for s in shared)]
-        lines.append("$SUDO " + cmd("chown", f"{app_user}:www-data", *owned))
+        # `fab setup` already gave these to the app user; chown only what is not yet theirs
+        lines += [f'[ "$(stat -c %U {q(o)})" = {q(app_user)} ] || $SUDO '
+                  + cmd("chown", f"{app_user}:www-data", o) for o in owned]
     return script(lines)
 
 
@@ -188,8 +194,10 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
         "  ready=0; total=0; unknown=0",
         '  for w in $(pgrep -P "${main:-0}" 2>/dev/null); do total=$((total+1));',
         f'    cwd=$({other}readlink "/proc/$w/cwd" 2>/dev/null || true)',
-        '    if [ -z "$cwd" ]; then unknown=$((unknown+1));'
-        ' elif [ "$cwd" = "$target" ]; then ready=$((ready+1)); fi; done',
+        # a worker that just exited (or a zombie not yet reaped) is not a worker any more
+        '    if [ -z "$cwd" ]; then st=$(ps -o stat= -p "$w" 2>/dev/null || true);',
+        '      case "$st" in ""|Z*) total=$((total-1)) ;; *) unknown=$((unknown+1)) ;; esac',
+        '    elif [ "$cwd" = "$target" ]; then ready=$((ready+1)); fi; done',
         # workers we may not look into: the health check has to tell
         f'  if [ "$total" -ge {int(processes)} ] && [ "$unknown" = "$total" ]; then'
         " ready=unknown; break; fi",

@@ -154,7 +154,7 @@ def nginx(remove_default: bool) -> str:
     lines += [
         "systemctl is-enabled -q nginx 2>/dev/null || { systemctl enable -q nginx; did+=(enabled); }",
         "if ! systemctl is-active -q nginx; then systemctl start nginx; did+=(started);",
-        "elif [ ${#did[@]} -gt 0 ]; then nginx -t -q && systemctl reload nginx; fi",
+        "elif [ ${#did[@]} -gt 0 ]; then nginx -t -q; systemctl reload nginx; fi",
         '[ ${#did[@]} -eq 0 ] || echo "changed=${did[*]}"',
     ]
     return script(lines)

@@ -12,9 +12,10 @@ DEMO_URL := http://127.0.0.1:8080/
 # Debian packages the local test server needs (debootstrap builds it; ssh talks to it).
 system-deps:
 	@command -v debootstrap >/dev/null && command -v ssh-keygen >/dev/null && command -v curl >/dev/null \
-	  && command -v git >/dev/null && python3 -c 'import ensurepip' 2>/dev/null \
+	  && command -v git >/dev/null && command -v systemd-analyze >/dev/null \
+	  && python3 -c 'import ensurepip' 2>/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	       debootstrap openssh-client curl git python3-venv >/dev/null; }
+	       debootstrap openssh-client curl git python3-venv systemd >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

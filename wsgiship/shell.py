@@ -5,6 +5,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
+# Stop at the first failure; and a non-login SSH session of a normal user has no sbin on PATH
+# (nginx, useradd, visudo live there).
+HEADER = 'set -euo pipefail\nexport PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"\n'
+
 
 def q(value: object) -> str:
     """Quote one argument for a POSIX shell."""
@@ -19,7 +23,7 @@ def cmd(*argv: object) -> str:
 def script(lines: Iterable[str]) -> str:
     """Join command lines into one bash script that stops at the first failure."""
     body = "\n".join(line for line in lines if line)
-    return "set -euo pipefail\n" + body + "\n"
+    return HEADER + body + "\n"
 
 
 def bash(body: str) -> str:

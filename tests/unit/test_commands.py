@@ -40,6 +40,11 @@ def line_with(script: str, needle: str) -> str:
     return lines[0]
 
 
+def body_lines(text: str) -> list[str]:
+    """The script's own lines, after the common header."""
+    return text.removeprefix(shell.HEADER).splitlines()
+
+
 # --- shell.py ---
 
 
@@ -58,7 +63,8 @@ def test_cmd_quotes_every_argument() -> None:
 
 def test_script_stops_at_the_first_failure_and_drops_empty_lines() -> None:
     text = shell.script(["echo a", "", "echo b"])
-    assert text == "set -euo pipefail\necho a\necho b\n"
+    assert text == shell.HEADER + "echo a\necho b\n"
+    assert shell.HEADER.startswith("set -euo pipefail\n")
 
 
 def test_script_really_stops_at_the_first_failure(sh) -> None:
@@ -114,7 +120,7 @@ def test_builders_are_pure(tmp_path: Path, manager: str) -> None:
     assert all_builders(p) == first
     assert list(tmp_path.iterdir()) == []  # building touched nothing
     for text in first:
-        assert text.startswith("set -euo pipefail\n") and text.endswith("\n")
+        assert text.startswith(shell.HEADER) and text.endswith("\n")
         assert sh_syntax_ok(text)
     # the service manager shows in the service scripts and nowhere else
     for line in "\n".join(first).splitlines():
@@ -144,7 +150,7 @@ def test_switch_quotes_the_release() -> None:
 def test_paths_with_hostile_deploy_to_are_quoted() -> None:
     p = Paths("/srv/a b" + HOSTILE, "app")
     text = release.prune(p, 5, HOSTILE)
-    assert shlex.split(text.splitlines()[1]) == ["cd", p.releases]
+    assert shlex.split(body_lines(text)[0]) == ["cd", p.releases]
     assert shlex.split(line_with(text, "keep=")) == [
         "keep=5;", f"current={HOSTILE};", "good=0;", "failed=0;", "after_current=0"]
     assert shlex.split(line_with(release.prepare(p, "python3", {}), "D="))[0] == "D=" + p.deploy_to
@@ -178,7 +184,7 @@ def test_prepare_quotes_holder_and_python() -> None:
 
 def test_unlock_quotes_the_token() -> None:
     text = release.unlock(Paths("/srv/app", "app"), HOSTILE)
-    assert shlex.split(text.splitlines()[1])[:5] == ["if", "grep", "-qF", HOSTILE, "/srv/app/.lock/holder"]
+    assert shlex.split(body_lines(text)[0])[:5] == ["if", "grep", "-qF", HOSTILE, "/srv/app/.lock/holder"]
 
 
 def test_layout_quotes_owner() -> None:
@@ -197,7 +203,7 @@ def test_layout_quotes_owner() -> None:
 
 def test_venv_ensure_quotes_python_and_key() -> None:
     text = venv.ensure(Paths("/srv/app", "app"), NAME, HOSTILE, "py " + HOSTILE)
-    assert shlex.split(text.splitlines()[1])[0] == f"V=/srv/app/venvs/{HOSTILE};"
+    assert shlex.split(body_lines(text)[0])[0] == f"V=/srv/app/venvs/{HOSTILE};"
     argv = shlex.split(line_with(text, " -m venv "))
     build = shlex.split(argv[argv.index("-c") + 1])  # the build runs in its own bash -c
     assert build[build.index("-m") - 1] == "py " + HOSTILE
@@ -206,7 +212,7 @@ def test_venv_ensure_quotes_python_and_key() -> None:
 
 def test_health_check_passes_each_value_as_one_argument() -> None:
     text = services.health_check(8080, "example.com", "/x?a=1&b=" + HOSTILE, 204, HOSTILE, 9)
-    argv = shlex.split(text.removeprefix("set -euo pipefail\n"))
+    argv = shlex.split(text.removeprefix(shell.HEADER))
     assert argv[0:2] == ["python3", "-c"]
     assert argv[2] == services.HEALTH_PROBE
     assert argv[3:] == ["8080", "example.com", "/x?a=1&b=" + HOSTILE, "204", HOSTILE, "9"]
@@ -214,7 +220,7 @@ def test_health_check_passes_each_value_as_one_argument() -> None:
 
 def test_error_log_tail_forces_an_integer() -> None:
     text = services.error_log_tail(Paths("/srv/app", "app"), 7)
-    assert shlex.split(text.splitlines()[1])[:4] == ["tail", "-n", "7", "/srv/app/shared/log/uwsgi.log"]
+    assert shlex.split(body_lines(text)[0])[:4] == ["tail", "-n", "7", "/srv/app/shared/log/uwsgi.log"]
     with pytest.raises(ValueError):
         services.error_log_tail(Paths("/srv/app", "app"), "5; rm -rf /")  # type: ignore[arg-type]
 
@@ -1528,7 +1534,7 @@ ROOT_SYSTEMCTL = {"start", "reload", "restart", "daemon-reload", "enable"}
 READ_SYSTEMCTL = {"is-active", "show"}
 ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd"}
 # read-only, or the script's own shell work
-SHELL_WORDS = {"case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if", "then", "else",
+SHELL_WORDS = {"export", "case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if", "then", "else",
                "elif", "fi", "for", "while", "do", "done", "break"}
 PLAIN_COMMANDS = {"stat", "ps", "cmp", "readlink", "getent", "journalctl", "pgrep", "grep", "tail",
                   "timeout",

@@ -119,7 +119,11 @@ class Remote:
             transport.set_keepalive(15)
 
     def close(self) -> None:
-        self.conn.close()
+        """Close; a connection already cut may fail to say goodbye, which is fine."""
+        try:
+            self.conn.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
 
     @property
     def whole_script_sudo(self) -> bool:

@@ -105,14 +105,20 @@ def test_sudo_with_password_prompt(project):
     res = p.fab("--prompt-for-sudo-password", "deploy", "-H", "t", input="testpw\n")
     p.must(res)
     assert p.get("/")[:2] == (200, "Hello World!")
-    # without the password, sudo's question is answered with a clear error, not a hang
+    # a code-only change needs no root at all (chain reload through the app user's fifo)
+    p.set_text("no root needed")
+    p.must(p.deploy())
+    assert p.get("/")[1] == "no root needed"
+    # a uWSGI setting change needs a reload by systemd: without the password, a clear error
+    p.settings["processes"] = 3
+    p.write(user="deploypw")
     p.set_text("x")
     res = p.deploy()
     assert res.returncode != 0
     assert "--prompt-for-sudo-password" in res.stderr
     assert "Traceback" not in res.stderr
     assert not p.lock_exists()
-    assert p.get("/")[1] == "Hello World!"
+    assert p.get("/")[1] == "no root needed"
 
 
 def test_factory_entry_and_pyproject_dependencies(project):

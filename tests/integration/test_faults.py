@@ -292,3 +292,20 @@ def test_rollback_errors_change_nothing(host, tmp_path):
     assert res.returncode != 0 and "no release '20200101T000000Z-nope'" in res.stderr
     assert_unharmed(p, current)
 
+
+
+def test_first_deploy_failing_health_says_site_is_down_and_keeps_release(host, tmp_path):
+    p = make_project(host, tmp_path, health={"path": "/", "status": 200, "timeout": 5})
+    src = (p.app_dir / "hello.py").read_text()
+    (p.app_dir / "hello.py").write_text(src.replace('return "Hello World!"',
+                                                    'raise ValueError("never worked")'))
+    res = p.deploy()
+    assert res.returncode != 0
+    assert "first deploy failed after the switch: the site is DOWN" in res.stdout
+    assert "health check failed" in res.stderr and "ValueError: never worked" in res.stderr
+    (release,) = p.releases()
+    assert p.remote(f"cat {p.deploy_to}/releases/{release}/FAILED").strip()
+    assert not p.lock_exists()
+    (p.app_dir / "hello.py").write_text(src)
+    p.must(p.deploy())
+    assert p.get("/")[:2] == (200, "Hello World!")

@@ -1198,7 +1198,9 @@ def test_reload_uwsgi_quotes_release_names() -> None:
 
 def test_reload_uwsgi_writes_the_fifo_in_shared_run() -> None:
     text = services.reload_uwsgi(Paths("/srv/app", "app"), NAME, "old", 2, as_other=True)
-    argv = shlex.split(line_with(text, "timeout 5"))
+    line = line_with(text, "timeout 5")
+    assert line.startswith("chain() { ") and line.endswith("; }")
+    argv = shlex.split(line[len("chain() { "):-len("; }")])
     assert argv[:5] == ["$SUDO", "timeout", "5", "sh", "-c"]
     assert shlex.split(argv[5]) == ["printf", "c", ">", "/srv/app/shared/run/uwsgi.fifo"]
     assert "[ -p /srv/app/shared/run/uwsgi.fifo ]" in text
@@ -1765,3 +1767,47 @@ def test_health_check_reports_no_answer(fakebin: Path, sh) -> None:
     lines = res.stdout.splitlines()
     assert lines[:2] == ["status=none", "release=none"]
     assert "ConnectionRefusedError" in res.stdout
+
+
+# A stand-in uWSGI master with a fifo: it drops the first `c` ("chain reload already running",
+# as uWSGI does while it is still finishing the previous chain reload) and, on the next one,
+# replaces its workers with ones running in `new`.
+BUSY_MASTER = r'''
+import os, subprocess, sys
+fifo, old, new, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+workers = [subprocess.Popen(["sleep", "30"], cwd=old) for _ in range(n)]
+seen = 0
+while True:
+    with open(fifo) as f:
+        for ch in f.read():
+            if ch != "c":
+                continue
+            seen += 1
+            if seen == 1:
+                print("chain reload already running...", flush=True)
+                continue
+            for w in workers:
+                w.kill(); w.wait()
+            workers = [subprocess.Popen(["sleep", "30"], cwd=new) for _ in range(n)]
+            print("chain reloading complete", flush=True)
+'''
+
+
+def test_reload_uwsgi_sends_the_chain_reload_again_when_the_master_dropped_it(
+        deploy: Path, fakebin: Path, sh) -> None:
+    r1 = add_release(deploy, rel(1))
+    r2 = add_release(deploy, rel(2))  # same venv, same ini: a chain reload
+    fifo = deploy / "shared" / "run" / "uwsgi.fifo"
+    os.mkfifo(fifo)
+    master = subprocess.Popen([sys.executable, "-c", BUSY_MASTER, str(fifo), str(r1), str(r2),
+                               "2"], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        res = sh(reload_script(deploy, "systemd", "root", rel(2), rel(1), wait=15),
+                 env=reload_env(fakebin, "root", ACTIVE="1", MAINPID=str(master.pid)))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == "uwsgi=chain\nworkers=2\n"
+        assert "systemctl reload wsgiship-app" not in calls(fakebin)
+    finally:
+        os.killpg(master.pid, signal.SIGKILL)
+        out = master.communicate()[0]
+    assert out == "chain reload already running...\nchain reloading complete\n"

@@ -167,6 +167,7 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
     other = "$SUDO " if as_other else ""
     return script([
         f"NEW={new}; OLD={old}",
+        f"chain() {{ {other}timeout 5 sh -c {q('printf c > ' + p.fifo)}; }}",
         f"if ! {m.is_active}; then",
         f"  if {m.start}; then echo uwsgi=started; else",
         f"    {m.why_not_started}",
@@ -181,7 +182,7 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
         f' && cmp -s <(grep -v "^;" "$NEW/{cfg}/uwsgi.ini") <(grep -v "^;" "$OLD/{cfg}/uwsgi.ini")'
         f" && [ -p {q(p.fifo)} ]; then mode=chain; fi",
         '  if [ $mode = chain ]; then',
-        f"    {other}timeout 5 sh -c {q('printf c > ' + p.fifo)} || mode=graceful",
+        "    chain || mode=graceful",
         "  fi",
         f"  if [ $mode = graceful ]; then {m.graceful}; fi",
         "  echo uwsgi=$mode",
@@ -206,6 +207,12 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
         '    echo "only $ready of $total workers serve the new release after ' + str(int(wait))
         + 's" >&2',
         f"    tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+        # a `c` sent while the master is still finishing the previous chain reload is dropped
+        # ("chain reload already running"): with no worker moving for 3 s, send it again
+        '  if [ "${mode:-}" = chain ]; then',
+        '    if [ "$ready" != "${last:-x}" ]; then last=$ready; sent=$SECONDS;',
+        '    elif [ $((SECONDS - sent)) -ge 3 ]; then sent=$SECONDS; chain || true; fi',
+        "  fi",
         "  sleep 0.1",
         "done",
         "echo workers=$ready",

@@ -1535,9 +1535,9 @@ COMMAND = re.compile(
 ROOT_SYSTEMCTL = {"start", "reload", "restart", "daemon-reload", "enable"}
 READ_SYSTEMCTL = {"is-active", "show"}
 ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd"}
-# read-only, or the script's own shell work
-SHELL_WORDS = {"export", "case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if", "then", "else",
-               "elif", "fi", "for", "while", "do", "done", "break"}
+# read-only, or the script's own shell work (`chain` is reload_uwsgi's own function)
+SHELL_WORDS = {"export", "case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if",
+               "then", "else", "elif", "fi", "for", "while", "do", "done", "break", "chain"}
 PLAIN_COMMANDS = {"stat", "ps", "cmp", "readlink", "getent", "journalctl", "pgrep", "grep", "tail",
                   "timeout",
                   *SHELL_WORDS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,11 +101,15 @@ class Project:
     def lock_exists(self) -> bool:
         return self.remote(f"test -e {self.deploy_to}/.lock && echo yes || echo no").strip() == "yes"
 
+    def assert_still_serving(self, release: str, text: str = "Hello World!") -> None:
+        """What a failed deploy must leave: `release` current and serving `text`, no lock."""
+        assert self.current() == release
+        assert self.get("/")[:2] == (200, text)
+        assert not self.lock_exists()
+
     def set_text(self, text: str) -> None:
         path = self.app_dir / "hello.py"
         src = path.read_text()
-        import re
-
         path.write_text(re.sub(r'return "[^"]*"', f'return "{text}"', src, count=1))
 
 

@@ -66,9 +66,7 @@ def test_import_error_fails_before_switch(project):
     assert res.returncode != 0
     assert "import check" in res.stderr and "boom at import" in res.stderr
     assert "Traceback (most recent call last)" not in res.stderr.split("|")[0]
-    assert p.current() == good
-    assert p.get("/")[:2] == (200, "Hello World!")
-    assert not p.lock_exists()
+    p.assert_still_serving(good)
     failed = [r for r in p.releases() if r != good]
     assert len(failed) == 1
     assert p.remote(f"cat {p.deploy_to}/releases/{failed[0]}/FAILED").strip()
@@ -83,9 +81,7 @@ def test_missing_requirement_fails_with_pip_output(project):
     assert res.returncode != 0
     assert "pip install" in res.stderr
     assert "no-such-package-wsgiship-test" in res.stderr  # pip's own last lines are shown
-    assert p.current() == good
-    assert p.get("/")[:2] == (200, "Hello World!")
-    assert not p.lock_exists()
+    p.assert_still_serving(good)
     # the half-built venv was removed; only the good one is left
     assert len(p.remote(f"ls {p.deploy_to}/venvs").split()) == 1
 

@@ -34,9 +34,7 @@ def test_before_switch_hook_runs_once_per_deploy_and_failure_keeps_previous(proj
     res = p.deploy()
     assert res.returncode != 0
     assert "hook before_switch" in res.stderr and "migration exploded" in res.stderr
-    assert p.current() == second
-    assert p.get("/")[:2] == (200, "second")
-    assert not p.lock_exists()
+    p.assert_still_serving(second, "second")
 
 
 def test_failing_after_switch_hook_rolls_back(project):

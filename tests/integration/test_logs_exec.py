@@ -7,6 +7,7 @@ so the deploy user reads its uWSGI log through sudo and `fab exec` switches user
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import queue
@@ -172,11 +173,8 @@ def test_logs_through_sudo_with_a_password(site: Site) -> None:
                         FABRIC_SUDO_PASSWORD=th.DEPLOYPW_PASSWORD))
     assert len(lines) == 2 and all(line.startswith("[tp] app | ") for line in lines), lines
 
-    proc = subprocess.Popen([FAB, "logs", "-H", "tp", "--follow", "--lines", "0", "--source",
-                             "app"], cwd=ROOT, env=site.env(FABRIC_SUDO_PASSWORD="testpw"),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, encoding="utf-8")
-    try:
+    with follow(site, "-H", "tp", "--lines", "0", "--source", "app",
+                FABRIC_SUDO_PASSWORD="testpw") as proc:
         out = Lines(proc.stdout)
         time.sleep(1.5)
         assert site.get("/with-password") == 404
@@ -184,6 +182,16 @@ def test_logs_through_sudo_with_a_password(site: Site) -> None:
                      5)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
+
+
+@contextlib.contextmanager
+def follow(site: Site, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """A running `fab logs --follow ARGS`, killed on the way out if the test left it running."""
+    proc = subprocess.Popen([FAB, "logs", "--follow", *args], cwd=ROOT, env=site.env(**env),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, encoding="utf-8")
+    try:
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -223,10 +231,7 @@ def test_follow_two_hosts_then_one_drops_then_ctrl_c(site: Site, second_host) ->
     second_host.run(f"mkdir -p /srv/{NAME}/shared/log && echo 'first on the second host' > "
                     f"{second_log}")
     site.write(t2=host_entry(second_host, th.find_free_port()))
-    proc = subprocess.Popen([FAB, "logs", "-H", "t,t2", "--follow", "--lines", "1"], cwd=ROOT,
-                            env=site.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, encoding="utf-8")
-    try:
+    with follow(site, "-H", "t,t2", "--lines", "1") as proc:
         out, err = Lines(proc.stdout), Lines(proc.stderr)
         out.wait_for(lambda line: line == "[t2] app | first on the second host", 20)
         out.wait_for(lambda line: line.startswith("[t] app | "), 20)
@@ -251,10 +256,6 @@ def test_follow_two_hosts_then_one_drops_then_ctrl_c(site: Site, second_host) ->
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "Traceback" not in "\n".join(err.seen + out.seen)
     # no tail left running on the server (tail --pid notices within a second)
     for _ in range(50):

@@ -66,8 +66,7 @@ class Manager:
     @property
     def start(self) -> str:
         if self.kind == "supervisor":
-            svc = q(self.service)
-            running = f"$SUDO supervisorctl status {svc} 2>/dev/null | grep -q RUNNING"
+            svc, running = q(self.service), self.is_active
             return (f"{{ $SUDO supervisorctl reread >/dev/null; $SUDO supervisorctl update {svc}"
                     f" >/dev/null; $SUDO supervisorctl start {svc} >/dev/null 2>&1 || true;"
                     f" for i in $(seq 1 100); do {running} && break; sleep 0.2; done; {running}; }}")

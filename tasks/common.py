@@ -1,4 +1,4 @@
-"""Shared by the tasks: resolve -H into a verified connection, turn errors into clean exits."""
+"""Shared by the tasks: resolve -H into verified connections, turn errors into clean exits."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from fabric import Connection
 from invoke import Exit
 
 from wsgiship import config
-from wsgiship.config import Host
 from wsgiship.errors import WsgishipError
+from wsgiship.hosts import Target
 from wsgiship.remote import Remote
 
+# Hosts a call of this program already served: Fabric calls a task once per -H host, but the
+# tasks serve every host in the first call (wsgiship.hosts runs them).
+_served: set[str] = set()
 
-def resolve(c: Any) -> tuple[Remote, Host]:
-    """The Remote for `fab TASK -H NAME`: a hosts.yaml alias, or a plain SSH host."""
+
+def resolve(c: Any) -> Target:
+    """The Target for `fab TASK -H NAME`: a hosts.yaml alias, or a plain SSH host."""
     if not isinstance(c, Connection):
         inv = config.load()
         aliases = ", ".join(sorted(inv.hosts)) or "none in hosts.yaml"
@@ -29,7 +33,34 @@ def resolve(c: Any) -> tuple[Remote, Host]:
     if name not in inv.hosts:
         # A plain host: Fabric already applied ssh_config and user@host:port.
         host = replace(host, host=c.host, user=c.user, port=c.port)
-    return Remote(host, config=c.config, connect_kwargs=c.connect_kwargs), host
+    return Target(Remote(host, config=c.config, connect_kwargs=c.connect_kwargs), host)
+
+
+def cli_hosts(c: Any) -> list[str]:
+    """Every host given to -H, as Fabric parsed them (just this call's host when unknown)."""
+    try:
+        from fabric.main import program
+
+        value = program.core[0].args.hosts.value or ""
+    except (AttributeError, IndexError, KeyError, TypeError):
+        value = ""
+    names = [n for n in value.split(",") if n]
+    current = getattr(c, "original_host", None)
+    if current is None or current not in names:
+        return [current] if current else []
+    return list(dict.fromkeys(names))
+
+
+def serve_once(c: Any) -> list[Target] | None:
+    """A Target for every -H host on the first call; None on the calls after it."""
+    if not isinstance(c, Connection):
+        return [resolve(c)]  # no host: resolve explains
+    if c.original_host in _served:
+        return None
+    names = cli_hosts(c)
+    _served.update(names)
+    return [resolve(c if name == c.original_host else Connection(name, config=c.config))
+            for name in names]
 
 
 def clean_exit(fn: Callable[..., Any]) -> Callable[..., Any]:

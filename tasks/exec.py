@@ -8,11 +8,13 @@ from typing import Any
 from fabric import task
 from invoke import Exit
 
+from wsgiship import hosts
 from wsgiship.errors import WsgishipError
-from wsgiship.logs import PrefixedOut, Printer, run_exec, utf8_stdio
+from wsgiship.exec import run_exec
+from wsgiship.hosts import Target
+from wsgiship.output import PrefixedOut, Printer, utf8_stdio
 
-from .common import clean_exit
-from .logs import serve_once
+from .common import clean_exit, serve_once
 
 
 def _take_command() -> list[str]:
@@ -51,11 +53,16 @@ def exec_(c: Any) -> None:
     utf8_stdio()
     interactive = len(targets) == 1 and sys.stdin is not None and sys.stdin.isatty()
     printer = Printer()
-    for i, (remote, host) in enumerate(targets):
-        out = PrefixedOut(host.alias, printer) if len(targets) > 1 else None
-        code = run_exec(remote, host.app, COMMAND, interactive, out)
-        if code != 0:
-            rest = [h.alias for _, h in targets[i + 1:]]
-            if rest:
-                printer.note(host.alias, f"exit {code}; not run on: {', '.join(rest)}")
-            raise Exit(code=code)
+
+    def one(t: Target) -> int:
+        out = PrefixedOut(t.label, printer) if len(targets) > 1 else None
+        return run_exec(t, COMMAND, interactive, out)
+
+    outcomes = hosts.serial(targets, one, stop=lambda o: not o.ok or o.value != 0)
+    hosts.finish(outcomes, printer, "not run on")
+    last = [o for o in outcomes if o.ran][-1]
+    if last.value:
+        rest = [o.target.label for o in outcomes if not o.ran]
+        if rest:
+            printer.note(last.target.label, f"exit {last.value}; not run on: {', '.join(rest)}")
+        raise Exit(code=last.value)

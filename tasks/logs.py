@@ -4,46 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fabric import Connection, task
+from fabric import task
 
 from wsgiship.commands.logs import make_query
-from wsgiship.config import Host
 from wsgiship.errors import WsgishipError
-from wsgiship.logs import Follow, HostLogs, Printer, quiet_broken_stdout, show, utf8_stdio
-from wsgiship.remote import Remote
+from wsgiship.logs import Follow, HostLogs, show
+from wsgiship.output import Printer, quiet_broken_stdout, utf8_stdio
 
-from .common import clean_exit, resolve
-
-# Hosts a call of this program already served: Fabric calls a task once per -H host, but logs
-# and exec serve every host in the first call (--follow streams them all at once).
-_served: set[str] = set()
-
-
-def cli_hosts(c: Any) -> list[str]:
-    """Every host given to -H, as Fabric parsed them (just this call's host when unknown)."""
-    try:
-        from fabric.main import program
-
-        value = program.core[0].args.hosts.value or ""
-    except (AttributeError, IndexError, KeyError, TypeError):
-        value = ""
-    names = [n for n in value.split(",") if n]
-    current = getattr(c, "original_host", None)
-    if current is None or current not in names:
-        return [current] if current else []
-    return list(dict.fromkeys(names))
-
-
-def serve_once(c: Any) -> list[tuple[Remote, Host]] | None:
-    """The Remote and Host of every -H host on the first call; None on the calls after it."""
-    if not isinstance(c, Connection):
-        return [resolve(c)]  # no host: resolve explains
-    if c.original_host in _served:
-        return None
-    names = cli_hosts(c)
-    _served.update(names)
-    return [resolve(c if name == c.original_host else Connection(name, config=c.config))
-            for name in names]
+from .common import clean_exit, serve_once
 
 
 @task(auto_shortflags=False, help={
@@ -62,7 +30,7 @@ def logs(c: Any, lines: int = 50, follow: bool = False, source: str = "", grep: 
     if targets is None:
         return
     utf8_stdio()
-    hosts = [HostLogs(remote, host.app, query) for remote, host in targets]
+    hosts = [HostLogs(t, query) for t in targets]
     printer = Printer()
     failed = Follow(hosts, printer).run() if follow else show(hosts, printer)
     if printer.broken.is_set():

@@ -7,21 +7,33 @@ from typing import Any
 
 from fabric import task
 
-from wsgiship.flow import Setup
-from wsgiship.output import Reporter
+from wsgiship import hosts
+from wsgiship.hosts import Target
+from wsgiship.ops import Setup
+from wsgiship.output import Printer, Reporter
 from wsgiship.remote import Remote
 
-from .common import clean_exit, resolve
+from .common import clean_exit, serve_once
 
 
 @task
 @clean_exit
 def setup(c: Any) -> None:
     """Make a fresh Debian/Ubuntu server ready for deploys (idempotent; logs in as setup_user)."""
-    remote, host = resolve(c)
-    admin = Remote(replace(host, user=host.setup_user), config=remote.config,
-                   connect_kwargs=remote.connect_kwargs)
-    out = Reporter(host.alias)
-    changed = Setup(admin, host, out).run()
-    summary = f"{changed} step(s) changed" if changed else "nothing to change: already set up"
-    out.line(f"setup done: {summary} in {out.elapsed:.1f}s; deploy with: fab deploy -H {host.alias}")
+    targets = serve_once(c)
+    if targets is None:
+        return
+    printer = Printer()
+
+    def one(t: Target) -> int:
+        host = t.host
+        admin = Remote(replace(host, user=host.setup_user), config=t.remote.config,
+                       connect_kwargs=t.remote.connect_kwargs)
+        out = Reporter(host.alias, printer)
+        changed = Setup(admin, host, out).run()
+        summary = f"{changed} step(s) changed" if changed else "nothing to change: already set up"
+        out.line(f"setup done: {summary} in {out.elapsed:.1f}s; deploy with: "
+                 f"fab deploy -H {host.alias}")
+        return changed
+
+    hosts.finish(hosts.serial(targets, one), printer, "not set up")

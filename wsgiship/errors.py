@@ -1,10 +1,29 @@
-"""Errors a user can act on: each carries a one-line (or short) message, never a traceback."""
+"""Errors a user can act on: each carries a one-line (or short) message, never a traceback.
+
+An error about one host carries that host in `host`; `str()` is the one place the host is put
+in front of the message (`web1: ...`), and `message` is the text without it.
+"""
+
+from __future__ import annotations
 
 
 class WsgishipError(Exception):
     """A failure explained to the user; the CLI prints the message and exits non-zero."""
 
     exit_code = 1
+
+    def __init__(self, message: str, *, host: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.message}" if self.host else self.message
+
+    @property
+    def reason(self) -> str:
+        """The first line of the message, without the host: for a FAILED mark or a log entry."""
+        return self.message.splitlines()[0] if self.message else type(self).__name__
 
 
 class ConfigError(WsgishipError):
@@ -16,8 +35,8 @@ class ConfigError(WsgishipError):
 class RemoteError(WsgishipError):
     """A remote step failed; `detail` holds the relevant remote output."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, detail: str = "", *, host: str | None = None) -> None:
+        super().__init__(message, host=host)
         self.detail = detail
 
     def __str__(self) -> str:
@@ -36,3 +55,13 @@ class LockedError(WsgishipError):
     """Another deploy holds the lock."""
 
     exit_code = 3
+
+
+def reason_of(exc: BaseException) -> str:
+    """One line saying why an operation stopped, without the host."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, WsgishipError):
+        return exc.reason
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

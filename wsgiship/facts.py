@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from .render import Paths
+from .errors import WsgishipError
+from .layout import Paths
 from .shell import q, script
 
 
@@ -82,3 +85,59 @@ def parse_state(text: str) -> State:
         for name, rev, failed in rows
     )
     return State(os.path.basename(current), releases, lock, tuple(log))
+
+
+def rollback_target(state: State, to: str = "") -> str:
+    """The release a rollback goes to: `to`, else the newest good one before current. An error
+    (without the host) when there is none or `to` cannot be one."""
+    if to:
+        target = state.get(to)
+        known = ", ".join(r.name for r in state.releases if r.ok) or "none"
+        if target is None:
+            raise WsgishipError(f"no release {to!r} (good releases: {known})")
+        if not target.ok:
+            raise WsgishipError(f"release {to} is marked failed ({target.failed}); pick a good "
+                                f"one: {known}")
+        if target.name == state.current:
+            raise WsgishipError(f"{to} is already current")
+        return target.name
+    if not state.current:
+        raise WsgishipError("nothing deployed yet, nothing to roll back")
+    previous = state.previous_good()
+    if previous is None:
+        raise WsgishipError(f"no good release before {state.current} to roll back to")
+    return previous.name
+
+
+def describe_lock(text: str, stale_after: int, now: float | None = None) -> str:
+    """'user@machine (action) since T' from the lock's holder file; STALE when old."""
+    try:
+        info = json.loads(text.strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return "an unknown holder (unreadable lock)"
+    since = info.get("since", "?")
+    msg = f"{info.get('by', '?')} ({info.get('action', 'deploy')}) since {since}"
+    try:
+        at = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (TypeError, ValueError):
+        return msg
+    age = (time.time() if now is None else now) - at
+    if age > stale_after:
+        msg += f" — STALE ({int(age // 60)} min old); if no deploy is running: fab unlock -H HOST"
+    return msg
+
+
+def releases_table(state: State) -> list[str]:
+    """`fab releases`: newest first, `*` on current, then the lock if any (lines without host)."""
+    rows = [("", "RELEASE", "REVISION", "DEPLOYED AT", "BY", "STATUS")]
+    for r in reversed(state.releases):
+        status = f"failed: {r.failed}" if r.failed else "ok"
+        rev = r.revision.removeprefix("sha256:")[:12]
+        rows.append(("*" if r.name == state.current else "", r.name, rev,
+                     r.deployed_at or "-", r.deployed_by or "-", status))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[5]
+             for row in rows]
+    if state.lock:
+        lines.append(f"locked: {state.lock}")
+    return lines

@@ -2,97 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from . import managers
 from .config import App
 from .errors import ConfigError
+from .layout import CONFIG_DIR, paths_for
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
-CONFIG_DIR = ".wsgiship"  # inside each release: the rendered configs travel with the code
-
 # template -> file name inside <release>/.wsgiship/ ("service": the service manager's config)
 TEMPLATES = {
     "wsgi.py.j2": "wsgi.py",
     "uwsgi.ini.j2": "uwsgi.ini",
     "nginx.conf.j2": "nginx.conf",
 }
-SERVICE_TEMPLATES = {"systemd": "systemd.service.j2", "supervisor": "supervisor.conf.j2"}
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where things live on the server for one app."""
-
-    deploy_to: str
-    name: str
-    manager: str = "systemd"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.deploy_to}/releases"
-
-    @property
-    def shared(self) -> str:
-        return f"{self.deploy_to}/shared"
-
-    @property
-    def venvs(self) -> str:
-        return f"{self.deploy_to}/venvs"
-
-    @property
-    def current(self) -> str:
-        return f"{self.deploy_to}/current"
-
-    @property
-    def lock(self) -> str:
-        return f"{self.deploy_to}/.lock"
-
-    @property
-    def log(self) -> str:
-        return f"{self.deploy_to}/deploys.log"
-
-    @property
-    def app_log(self) -> str:
-        return f"{self.shared}/log/uwsgi.log"
-
-    @property
-    def run_dir(self) -> str:
-        """Socket and fifo. The dir is setgid www-data, so the socket is nginx's group without
-        uWSGI running in that group (which would hide its /proc entries from the deploy user)."""
-        return f"{self.shared}/run"
-
-    @property
-    def socket(self) -> str:
-        return f"{self.run_dir}/uwsgi.sock"
-
-    @property
-    def fifo(self) -> str:
-        return f"{self.run_dir}/uwsgi.fifo"
-
-    @property
-    def service(self) -> str:
-        return f"wsgiship-{self.name}"
-
-    @property
-    def service_file(self) -> str:
-        if self.manager == "supervisor":
-            return f"/etc/supervisor/conf.d/{self.service}.conf"
-        return f"/etc/systemd/system/{self.service}.service"
-
-    @property
-    def nginx_site(self) -> str:
-        return f"wsgiship-{self.name}"
-
-    def release(self, name: str) -> str:
-        return f"{self.releases}/{name}"
-
-
-def paths_for(app: App) -> Paths:
-    return Paths(app.deploy_to, app.name, app.service_manager)
 
 
 def _uwsgi_options(app: App) -> list[tuple[str, str]]:
@@ -149,7 +75,7 @@ def render(app: App, release: str, app_user: str, revision: str) -> dict[str, st
     }
     env = environment(app)
     out = {}
-    templates = {**TEMPLATES, SERVICE_TEMPLATES[app.service_manager]: "service"}
+    templates = {**TEMPLATES, managers.get(app.service_manager).template: "service"}
     for template, target in templates.items():
         try:
             out[f"{CONFIG_DIR}/{target}"] = env.get_template(template).render(context)

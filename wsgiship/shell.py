@@ -10,8 +10,14 @@ from collections.abc import Iterable
 HEADER = 'set -euo pipefail\nexport PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"\n'
 
 
+class Raw(str):
+    """Shell text put in a command line as it is (e.g. `"/proc/$pid/cwd"`): the caller quotes."""
+
+
 def q(value: object) -> str:
-    """Quote one argument for a POSIX shell."""
+    """Quote one argument for a POSIX shell (a Raw one is already shell text)."""
+    if isinstance(value, Raw):
+        return str(value)
     return shlex.quote(str(value))
 
 
@@ -29,3 +35,9 @@ def script(lines: Iterable[str]) -> str:
 def bash(body: str) -> str:
     """A command line that runs `body` with bash (so the login shell does not matter)."""
     return cmd("bash", "-c", body)
+
+
+def sudo_bash(body: str, with_password: bool) -> str:
+    """`sudo bash -c body`: reading the password from stdin, or failing if one is asked for."""
+    flags = ("-S", "-p", "") if with_password else ("-n",)
+    return cmd("sudo", *flags, "--", "bash", "-c", body)

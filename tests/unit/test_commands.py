@@ -27,8 +27,9 @@ from pathlib import Path
 import pytest
 
 from wsgiship import shell, source
-from wsgiship.commands import release, services, venv
-from wsgiship.render import Paths, render
+from wsgiship.commands import checks, health, nginx, release, services, venv
+from wsgiship.layout import Paths
+from wsgiship.render import render
 
 HOSTILE = "x'; rm -rf / #"
 NAME = "20250101T000000Z-abc1234"
@@ -100,15 +101,15 @@ def all_builders(p: Paths) -> list[str]:
         release.prune(p, 5, NAME),
         release.append_log(p, {"release": NAME}),
         venv.ensure(p, NAME, "k" * 16, "python3"),
-        services.import_check(p, NAME),
-        services.nginx_check(p, NAME),
-        services.unit_check(p, NAME, "web1"),
+        checks.import_check(p, NAME),
+        checks.nginx_check(p, NAME),
+        checks.unit_check(p, NAME, "web1"),
         services.install(p, "deploy", "www-data", ("media",)),
         services.reload_uwsgi(p, NAME, "older", 2, as_other=False),
         services.reload_uwsgi(p, NAME, "older", 2, as_other=True),
-        services.reload_nginx(p, NAME, "older"),
+        nginx.reload_nginx(p, NAME, "older"),
         release.force_unlock(p),
-        services.health_check(80, "localhost", "/", 200, NAME, 60),
+        health.health_check(80, "localhost", "/", 200, NAME, 60),
         services.error_log_tail(p),
     ]
 
@@ -198,7 +199,7 @@ def test_layout_quotes_owner() -> None:
     dirs = [shlex.split(line)[-1] for line in install]
     assert dirs == ["/srv/app", "/srv/app/releases", "/srv/app/shared", "/srv/app/venvs",
                     "/srv/app/shared/log", "/srv/app/shared/run"]
-    assert dirs == release.layout_dirs(p)
+    assert dirs == p.dirs
 
 
 def test_venv_ensure_quotes_python_and_key() -> None:
@@ -211,10 +212,10 @@ def test_venv_ensure_quotes_python_and_key() -> None:
 
 
 def test_health_check_passes_each_value_as_one_argument() -> None:
-    text = services.health_check(8080, "example.com", "/x?a=1&b=" + HOSTILE, 204, HOSTILE, 9)
+    text = health.health_check(8080, "example.com", "/x?a=1&b=" + HOSTILE, 204, HOSTILE, 9)
     argv = shlex.split(text.removeprefix(shell.HEADER))
     assert argv[0:2] == ["python3", "-c"]
-    assert argv[2] == services.HEALTH_PROBE
+    assert argv[2] == health.HEALTH_PROBE
     assert argv[3:] == ["8080", "example.com", "/x?a=1&b=" + HOSTILE, "204", HOSTILE, "9"]
 
 
@@ -260,11 +261,11 @@ def test_install_quotes_the_users_and_shared_names() -> None:
 
 
 def test_import_check_runs_the_release_wsgi_with_its_venv() -> None:
-    text = services.import_check(Paths("/srv/app", "app"), NAME)
+    text = checks.import_check(Paths("/srv/app", "app"), NAME)
     assert f"cd /srv/app/releases/{NAME}" in text
     argv = shlex.split(line_with(text, "timeout"))
-    assert argv == ["timeout", "300", "./.venv/bin/python", "-c", services.IMPORT_CHECK]
-    compile(services.IMPORT_CHECK, "<check>", "exec")
+    assert argv == ["timeout", "300", "./.venv/bin/python", "-c", checks.IMPORT_CHECK]
+    compile(checks.IMPORT_CHECK, "<check>", "exec")
 
 
 # --- venv key ---
@@ -1220,7 +1221,7 @@ SITE = "server {\n    listen 80;\n}\n"
 def test_reload_nginx_skips_an_unchanged_site(deploy: Path, fakebin: Path, sh) -> None:
     site(deploy, rel(1), "# release 1\n" + SITE)
     site(deploy, rel(2), "# release 2\n" + SITE.replace("{\n", "{\n    # a comment\n"))
-    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), rel(1)), "sudo -n"),
+    res = sh(priv(nginx.reload_nginx(paths(deploy), rel(2), rel(1)), "sudo -n"),
              env=as_deploy(fakebin))
     assert res.returncode == 0 and res.stdout == "nginx=unchanged\n"
     assert calls(fakebin) == ["systemctl is-active -q nginx"]  # nothing needed root
@@ -1236,7 +1237,7 @@ def test_reload_nginx_tests_then_reloads(deploy: Path, fakebin: Path, sh, previo
                                          force: bool, old_site: str) -> None:
     site(deploy, rel(1), old_site)
     site(deploy, rel(2), SITE)
-    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), previous, force=force), "sudo -n"),
+    res = sh(priv(nginx.reload_nginx(paths(deploy), rel(2), previous, force=force), "sudo -n"),
              env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "nginx=reloaded\n"
@@ -1248,7 +1249,7 @@ def test_reload_nginx_tests_then_reloads(deploy: Path, fakebin: Path, sh, previo
 def test_reload_nginx_as_root_runs_the_same_without_sudo(deploy: Path, fakebin: Path,
                                                          sh) -> None:
     site(deploy, rel(2), SITE)
-    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), "")), env=fake_env(fakebin))
+    res = sh(priv(nginx.reload_nginx(paths(deploy), rel(2), "")), env=fake_env(fakebin))
     assert res.returncode == 0 and res.stdout == "nginx=reloaded\n"
     assert calls(fakebin) == ["nginx -t -q", "systemctl is-active -q nginx",
                               "systemctl reload nginx"]
@@ -1257,7 +1258,7 @@ def test_reload_nginx_as_root_runs_the_same_without_sudo(deploy: Path, fakebin: 
 def test_reload_nginx_starts_a_stopped_nginx(deploy: Path, fakebin: Path, sh) -> None:
     site(deploy, rel(1), SITE)
     site(deploy, rel(2), SITE)  # unchanged, but a stopped nginx still has to start
-    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), rel(1)), "sudo -n"),
+    res = sh(priv(nginx.reload_nginx(paths(deploy), rel(2), rel(1)), "sudo -n"),
              env=as_deploy(fakebin, NGINX_ACTIVE="0"))
     assert res.returncode == 0 and res.stdout == "nginx=started\n"
     assert sudoed(fakebin) == ["nginx -t -q", "systemctl start nginx"]
@@ -1265,7 +1266,7 @@ def test_reload_nginx_starts_a_stopped_nginx(deploy: Path, fakebin: Path, sh) ->
 
 def test_reload_nginx_stops_on_a_broken_config(deploy: Path, fakebin: Path, sh) -> None:
     site(deploy, rel(2), SITE)
-    res = sh(priv(services.reload_nginx(paths(deploy), rel(2), ""), "sudo -n"),
+    res = sh(priv(nginx.reload_nginx(paths(deploy), rel(2), ""), "sudo -n"),
              env=as_deploy(fakebin, NGINX_RC="1",
                            NGINX_OUT='nginx: [emerg] unknown directive "lisen"'))
     assert res.returncode == 1
@@ -1287,7 +1288,7 @@ def test_nginx_check_wraps_the_site_in_a_throwaway_config(deploy: Path, fakebin:
     rendered = render(make_app(name="shop", static={"/static": "static"}), NAME, "deploy",
                       "r")[".wsgiship/nginx.conf"]
     site_path = nginx_release(deploy, rendered)
-    res = sh(priv(services.nginx_check(paths(deploy), NAME), "sudo -n"), env=as_deploy(fakebin))
+    res = sh(priv(checks.nginx_check(paths(deploy), NAME), "sudo -n"), env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
     assert res.stdout == ""
     assert sudoed(fakebin) == [] and not any(c.startswith("sudo") for c in calls(fakebin))
@@ -1318,7 +1319,7 @@ def test_nginx_check_points_every_log_at_dev_null(deploy: Path, fakebin: Path, s
                           "    }\n"
                           "    # access_log /not/a/directive.log;\n"
                           "}\n")
-    assert sh(services.nginx_check(paths(deploy), NAME), env=fake_env(fakebin)).returncode == 0
+    assert sh(checks.nginx_check(paths(deploy), NAME), env=fake_env(fakebin)).returncode == 0
     assert (fakebin / "calls.copy" / "site.conf").read_text() == (
         "server {\n"
         "    access_log /dev/null combined;\n"
@@ -1335,7 +1336,7 @@ def test_nginx_check_fails_on_a_broken_site_naming_the_release_file(deploy: Path
     site_path = nginx_release(deploy, "server {\n    lisen 80;\n}\n")
     out = ('nginx: [emerg] unknown directive "lisen" in SITE:2\n'
            "nginx: configuration file /tmp/x/nginx.conf test failed")
-    res = sh(priv(services.nginx_check(paths(deploy), NAME), "sudo -n"),
+    res = sh(priv(checks.nginx_check(paths(deploy), NAME), "sudo -n"),
              env=as_deploy(fakebin, NGINX_RC="1", NGINX_OUT=out))
     assert res.returncode == 1
     assert f'nginx: [emerg] unknown directive "lisen" in {site_path}:2' in res.stdout
@@ -1357,7 +1358,7 @@ def test_nginx_check_fails_on_a_broken_site_naming_the_release_file(deploy: Path
 def test_nginx_check_leaves_permission_problems_to_the_root_check(
         deploy: Path, fakebin: Path, sh, out: str, ok: bool) -> None:
     nginx_release(deploy, SITE)
-    res = sh(services.nginx_check(paths(deploy), NAME),
+    res = sh(checks.nginx_check(paths(deploy), NAME),
              env=fake_env(fakebin, NGINX_RC="1", NGINX_OUT=out))
     assert res.returncode == (0 if ok else 1), res.stdout + res.stderr
     if not ok:
@@ -1386,7 +1387,7 @@ UNIT = "[Service]\nUser=deploy\n"
 def test_unit_check_passes_an_unchanged_service_config(deploy: Path, fakebin: Path, sh,
                                                        manager: str) -> None:
     p = service_config(deploy, NAME, UNIT, UNIT, manager)
-    res = sh(priv(services.unit_check(p, NAME, "web1"), "sudo -n"), env=as_deploy(fakebin))
+    res = sh(priv(checks.unit_check(p, NAME, "web1"), "sudo -n"), env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
     assert calls(fakebin) == []  # no need to ask sudo
 
@@ -1395,7 +1396,7 @@ def test_unit_check_passes_an_unchanged_service_config(deploy: Path, fakebin: Pa
 def test_unit_check_refuses_a_change_sudo_does_not_allow(deploy: Path, fakebin: Path, sh,
                                                          installed: str | None) -> None:
     p = service_config(deploy, NAME, UNIT, installed)
-    res = sh(priv(services.unit_check(p, NAME, "web1"), "sudo -n"),
+    res = sh(priv(checks.unit_check(p, NAME, "web1"), "sudo -n"),
              env=as_deploy(fakebin, SUDO_LIST_RC="1"))
     assert res.returncode == 1
     assert f"the service config differs from {p.service_file}" in res.stderr
@@ -1408,7 +1409,7 @@ def test_unit_check_refuses_a_change_sudo_does_not_allow(deploy: Path, fakebin: 
 def test_unit_check_asks_sudo_for_the_exact_install_command(deploy: Path, fakebin: Path,
                                                             sh) -> None:
     p = service_config(deploy, NAME, UNIT, UNIT.replace("deploy", "web"))
-    res = sh(priv(services.unit_check(p, NAME, "web1"), "sudo -n"),
+    res = sh(priv(checks.unit_check(p, NAME, "web1"), "sudo -n"),
              env=as_deploy(fakebin, SUDO_LIST_RC="0"))
     assert res.returncode == 0, res.stderr
     listed = shlex.split(calls(fakebin)[0])
@@ -1424,7 +1425,7 @@ def test_unit_check_is_skipped_when_the_script_runs_as_root(deploy: Path, fakebi
                                                             sh) -> None:
     # root login, or the whole script under one sudo (a sudo password given): $SUDO is empty
     p = service_config(deploy, NAME, UNIT, None)
-    res = sh(priv(services.unit_check(p, NAME, "web1")), env=fake_env(fakebin))
+    res = sh(priv(checks.unit_check(p, NAME, "web1")), env=fake_env(fakebin))
     assert res.returncode == 0, res.stderr
     assert calls(fakebin) == []
 
@@ -1434,7 +1435,7 @@ def test_the_checks_before_the_switch_run_as_one_script(deploy: Path, fakebin: P
     # the flow sends nginx_check + unit_check as one privileged script
     p = service_config(deploy, NAME, UNIT, UNIT.replace("deploy", "web"))
     (deploy / "releases" / NAME / ".wsgiship" / "nginx.conf").write_text(SITE)
-    body = priv(services.nginx_check(p, NAME) + services.unit_check(p, NAME, "web1"), "sudo -n")
+    body = priv(checks.nginx_check(p, NAME) + checks.unit_check(p, NAME, "web1"), "sudo -n")
     res = sh(body, env=as_deploy(fakebin, SUDO_LIST_RC="0"))
     assert res.returncode == 0, res.stderr
     assert [c.split()[0] for c in calls(fakebin)] == ["nginx", "sudo"]
@@ -1500,8 +1501,8 @@ def test_layout_runs_each_root_command_through_sudo(tmp_path: Path, fakebin: Pat
     assert res.returncode == 0, res.stderr
     assert calls(fakebin)[0] == "getent group www-data"  # a read: no sudo
     assert sudoed(fakebin) == ["groupadd --system www-data"] + [
-        f"install -d -o deploy -g www-data -m 2750 {d}" for d in release.layout_dirs(p)]
-    assert all(Path(d).is_dir() for d in release.layout_dirs(p))
+        f"install -d -o deploy -g www-data -m 2750 {d}" for d in p.dirs]
+    assert all(Path(d).is_dir() for d in p.dirs)
     # www-data there already: no groupadd
     (fakebin / "calls").unlink()
     assert sh(priv(release.layout(p, "deploy"), "sudo -n"),
@@ -1518,7 +1519,7 @@ def test_a_root_command_without_sudo_fails_under_the_fakes(deploy: Path, fakebin
     p = svc_paths(deploy)
     body = {"install": services.install(p, "deploy", "deploy"),
             "uwsgi": services.reload_uwsgi(p, rel(2), rel(1), 2, False, wait=0),
-            "nginx": services.reload_nginx(p, rel(2), rel(1)),
+            "nginx": nginx.reload_nginx(p, rel(2), rel(1)),
             "layout": release.layout(p, "deploy")}[script]
     res = sh(priv(body, ""), env=as_deploy(fakebin, GETENT_RC="2", ACTIVE="1"))
     assert res.returncode == 77
@@ -1561,7 +1562,7 @@ def sudo_scripts(manager: str, as_other: bool) -> dict[str, str]:
     return {
         "install": services.install(p, "deploy", "web" if as_other else "deploy", ("media",)),
         "reload_uwsgi": services.reload_uwsgi(p, NAME, "older", 2, as_other),
-        "reload_nginx": services.reload_nginx(p, NAME, "older"),
+        "reload_nginx": nginx.reload_nginx(p, NAME, "older"),
         "layout": release.layout(p, "deploy"),
     }
 
@@ -1609,10 +1610,10 @@ def test_exactly_the_root_commands_carry_sudo(manager: str, as_other: bool) -> N
 
 def test_the_checks_before_the_switch_need_no_sudo() -> None:
     p = Paths("/srv/app", "app")
-    for text in (services.nginx_check(p, NAME), services.import_check(p, NAME)):
+    for text in (checks.nginx_check(p, NAME), checks.import_check(p, NAME)):
         assert "$SUDO" not in text
     # unit_check only asks sudo what it allows (sudo -l), it runs nothing through it
-    assert [c for c in commands(services.unit_check(p, NAME, "web1")) if c[0]] == []
+    assert [c for c in commands(checks.unit_check(p, NAME, "web1")) if c[0]] == []
 
 
 def test_remote_run_sets_sudo_for_privileged_scripts(monkeypatch: pytest.MonkeyPatch,
@@ -1673,11 +1674,11 @@ def test_import_check_imports_the_app_with_the_release_venv(deploy: Path, make_a
         (r / "myapp.py").write_text(module)
         for target, text in render(make_app(wsgi=wsgi), name, "deploy", "rev").items():
             (r / target).write_text(text)
-    ok = sh(services.import_check(p, rel(1)))
+    ok = sh(checks.import_check(p, rel(1)))
     assert ok.returncode == 0, ok.stderr
     # `application` wraps the app, so a None app still defines it: the check passes
-    assert sh(services.import_check(p, rel(2))).returncode == 0
-    broken = sh(services.import_check(p, rel(3)))
+    assert sh(checks.import_check(p, rel(2))).returncode == 0
+    broken = sh(checks.import_check(p, rel(3)))
     assert broken.returncode == 1
     assert "ImportError: broken dependency" in broken.stderr
 
@@ -1717,7 +1718,7 @@ def server() -> Iterator[tuple[int, type[_Handler]]]:
 
 def test_health_check_passes_when_the_new_release_answers(server, fakebin: Path, sh) -> None:
     port, handler = server
-    res = sh(services.health_check(port, "shop.example.com", "/healthz?x=1", 200, NAME, 5),
+    res = sh(health.health_check(port, "shop.example.com", "/healthz?x=1", 200, NAME, 5),
              env=fake_env(fakebin))
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout == "status=200\n"
@@ -1727,14 +1728,14 @@ def test_health_check_passes_when_the_new_release_answers(server, fakebin: Path,
 def test_health_check_accepts_an_app_without_the_header(server, fakebin: Path, sh) -> None:
     port, handler = server
     handler.release = None
-    res = sh(services.health_check(port, "localhost", "/", 200, NAME, 5), env=fake_env(fakebin))
+    res = sh(health.health_check(port, "localhost", "/", 200, NAME, 5), env=fake_env(fakebin))
     assert res.returncode == 0 and res.stdout == "status=200\n"
 
 
 def test_health_check_waits_for_the_new_release(server, fakebin: Path, sh) -> None:
     port, handler = server
     handler.release = "older-release"
-    res = sh(services.health_check(port, "localhost", "/", 200, NAME, 0.2),
+    res = sh(health.health_check(port, "localhost", "/", 200, NAME, 0.2),
              env=fake_env(fakebin))
     assert res.returncode == 1
     facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
@@ -1746,7 +1747,7 @@ def test_health_check_waits_for_the_new_release(server, fakebin: Path, sh) -> No
 def test_health_check_fails_on_the_wrong_status(server, fakebin: Path, sh) -> None:
     port, handler = server
     handler.status = 500
-    res = sh(services.health_check(port, "localhost", "/", 200, NAME, 0.1),
+    res = sh(health.health_check(port, "localhost", "/", 200, NAME, 0.1),
              env=fake_env(fakebin))
     assert res.returncode == 1
     lines = res.stdout.splitlines()
@@ -1761,7 +1762,7 @@ def test_health_check_reports_no_answer(fakebin: Path, sh) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    res = sh(services.health_check(port, "localhost", "/", 200, NAME, 0.1),
+    res = sh(health.health_check(port, "localhost", "/", 200, NAME, 0.1),
              env=fake_env(fakebin))
     assert res.returncode == 1
     lines = res.stdout.splitlines()

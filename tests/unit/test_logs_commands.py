@@ -18,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from wsgiship import logs as wlogs
+from wsgiship import output
+from wsgiship.commands import exec as exec_cmds
 from wsgiship.commands import logs
 from wsgiship.errors import WsgishipError
-from wsgiship.render import Paths
-from wsgiship.shell import bash
+from wsgiship.layout import Paths
+from wsgiship.remote.attached import Utf8Runner
+from wsgiship.remote.stream import _Lines
+from wsgiship.shell import bash, sudo_bash
 
 HOSTILE = "x'; touch /tmp/wsgiship-pwned #"
 
@@ -287,17 +290,17 @@ def test_follow_with_zero_lines_shows_only_new_ones(logfile) -> None:
 
 
 def test_sudo_reads_a_password_from_stdin_or_refuses_to_ask() -> None:
-    assert shlex.split(logs.sudo("echo hi", with_password=False)) == [
+    assert shlex.split(sudo_bash("echo hi", with_password=False)) == [
         "sudo", "-n", "--", "bash", "-c", "echo hi"]
-    assert shlex.split(logs.sudo(HOSTILE, with_password=True)) == [
+    assert shlex.split(sudo_bash(HOSTILE, with_password=True)) == [
         "sudo", "-S", "-p", "", "--", "bash", "-c", HOSTILE]
 
 
 def test_as_user_is_runuser_for_a_root_login() -> None:
-    assert shlex.split(logs.as_user("id", "www-data", "root")) == [
+    assert shlex.split(exec_cmds.as_user("id", "www-data", "root")) == [
         "runuser", "-u", "www-data", "--", "bash", "-c", "id"]
     with pytest.raises(ValueError):
-        logs.as_user("id", "www-data", "deploy")
+        exec_cmds.as_user("id", "www-data", "deploy")
 
 
 @pytest.fixture
@@ -326,7 +329,7 @@ def test_exec_runs_in_the_release_with_the_venv_and_the_apps_environment(deploye
             "print(os.environ['PATH'].split(':')[0]); "
             "print([os.environ.get(k) for k in ('GREETING', 'FROM_DOTENV', 'BOTH', 'SPACES', "
             "'KEPT')]); print(sys.argv[1:])")
-    body = logs.exec_command(deployed, ["python", "-c", code, HOSTILE, "a b", ""])
+    body = exec_cmds.exec_command(deployed, ["python", "-c", code, HOSTILE, "a b", ""])
     res = subprocess.run(bash(body), shell=True, capture_output=True, text=True, timeout=30,
                          env={**os.environ, "KEPT": "caller", "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
@@ -341,17 +344,17 @@ def test_exec_runs_in_the_release_with_the_venv_and_the_apps_environment(deploye
 
 
 def test_exec_finds_commands_in_the_venv_and_returns_their_exit_code(deployed) -> None:
-    assert run(logs.exec_command(deployed, ["shop-tool"])).stdout == "tool from venv\n"
-    assert run(logs.exec_command(deployed, ["sh", "-c", "exit 7"])).returncode == 7
-    res = run(logs.exec_command(deployed, ["no-such-command-x"]))
+    assert run(exec_cmds.exec_command(deployed, ["shop-tool"])).stdout == "tool from venv\n"
+    assert run(exec_cmds.exec_command(deployed, ["sh", "-c", "exit 7"])).returncode == 7
+    res = run(exec_cmds.exec_command(deployed, ["no-such-command-x"]))
     assert res.returncode == 127 and "no-such-command-x: command not found" in res.stderr
 
 
 def test_exec_probe_says_when_nothing_is_deployed(deployed, tmp_path) -> None:
-    res = run(logs.exec_probe(deployed))
+    res = run(exec_cmds.exec_probe(deployed))
     assert res.returncode == 0 and res.stdout == "release=20260101T000000Z-abc1234\n"
-    res = run(logs.exec_probe(Paths(str(tmp_path / "none"), "none")))
-    assert res.returncode == logs.NOT_DEPLOYED
+    res = run(exec_cmds.exec_probe(Paths(str(tmp_path / "none"), "none")))
+    assert res.returncode == exec_cmds.NOT_DEPLOYED
 
 
 # --- wsgiship.logs: lines, output ---
@@ -360,18 +363,18 @@ def test_exec_probe_says_when_nothing_is_deployed(deployed, tmp_path) -> None:
 def test_lines_are_split_and_decoded_however_the_chunks_cut_them() -> None:
     data = "première ligne\nzweite ü\nend".encode()
     for size in (1, 2, 3, 7):
-        lines = wlogs._Lines()
+        lines = _Lines()
         got: list[str] = []
         for i in range(0, len(data), size):
             got += lines.feed(data[i:i + size])
         got += lines.end()
         assert got == ["première ligne", "zweite ü", "end"], size
-    assert wlogs._Lines().feed(b"bad \xff\n") == ["bad \ufffd"]
+    assert _Lines().feed(b"bad \xff\n") == ["bad \ufffd"]
 
 
 def test_printer_labels_lines_escapes_controls_and_writes_utf8() -> None:
     out, err = io.BytesIO(), io.BytesIO()
-    p = wlogs.Printer(out, err)
+    p = output.Printer(out, err)
     p.line("web1", "app", "RuntimeError: kaboom ü\r")
     p.line("web1", "nginx", "evil \x1b[31mred\x07 \x9b tab\tkept")
     p.note("web2", "connection lost: EOF")
@@ -384,7 +387,7 @@ def test_printer_labels_lines_escapes_controls_and_writes_utf8() -> None:
 
 def test_printer_never_interleaves_lines_from_threads() -> None:
     out = io.BytesIO()
-    p = wlogs.Printer(out, io.BytesIO())
+    p = output.Printer(out, io.BytesIO())
 
     def write(host: str) -> None:
         for i in range(300):
@@ -407,7 +410,7 @@ def test_printer_stops_quietly_when_stdout_goes_away() -> None:
         def write(self, data: bytes) -> int:  # type: ignore[override]
             raise BrokenPipeError
 
-    p = wlogs.Printer(Closed(), io.BytesIO())
+    p = output.Printer(Closed(), io.BytesIO())
     p.line("h", "app", "x")
     assert p.broken.is_set()
 
@@ -415,7 +418,7 @@ def test_printer_stops_quietly_when_stdout_goes_away() -> None:
 def test_exec_output_is_decoded_whole_across_reads() -> None:
     data = "ü✓ end".encode()
     chunks = [data[i:i + 1] for i in range(len(data))] + [b""]
-    runner = wlogs.Utf8Runner.__new__(wlogs.Utf8Runner)
+    runner = Utf8Runner.__new__(Utf8Runner)
     runner.encoding = "utf-8"
     runner.read_chunk_size = 1
     assert "".join(runner.read_proc_output(lambda n: chunks.pop(0))) == "ü✓ end"
@@ -423,7 +426,7 @@ def test_exec_output_is_decoded_whole_across_reads() -> None:
 
 def test_prefixed_out_writes_whole_lines_per_host() -> None:
     out = io.BytesIO()
-    stream = wlogs.PrefixedOut("web2", wlogs.Printer(out, io.BytesIO()))
+    stream = output.PrefixedOut("web2", output.Printer(out, io.BytesIO()))
     stream.write("one\ntw")
     stream.write("o\nthree")
     stream.close()
@@ -431,7 +434,7 @@ def test_prefixed_out_writes_whole_lines_per_host() -> None:
 
 
 def test_exec_passes_piped_stdin_on_as_bytes(tmp_path) -> None:
-    runner = wlogs.Utf8Runner.__new__(wlogs.Utf8Runner)
+    runner = Utf8Runner.__new__(Utf8Runner)
     runner.encoding, runner.using_pty = "utf-8", False
     sent: list[bytes] = []
     runner._write_proc_stdin = sent.append  # type: ignore[method-assign]

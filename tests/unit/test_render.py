@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from wsgiship import config, render
+from wsgiship import config, layout, render
 from wsgiship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -438,7 +438,7 @@ def test_missing_include_is_a_config_error(make_app, overrides: Path) -> None:
 
 
 def test_paths() -> None:
-    p = render.Paths("/srv/shop", "shop")
+    p = layout.Paths("/srv/shop", "shop")
     assert (p.releases, p.shared, p.venvs, p.current) == (
         "/srv/shop/releases", "/srv/shop/shared", "/srv/shop/venvs", "/srv/shop/current")
     assert (p.lock, p.log, p.app_log) == (
@@ -454,17 +454,17 @@ def test_paths() -> None:
 
 
 def test_paths_under_supervisor() -> None:
-    p = render.Paths("/srv/shop", "shop", "supervisor")
+    p = layout.Paths("/srv/shop", "shop", "supervisor")
     assert p.service_file == "/etc/supervisor/conf.d/wsgiship-shop.conf"
     assert p.service == "wsgiship-shop"
     # the rest does not depend on the manager
-    systemd = render.Paths("/srv/shop", "shop")
+    systemd = layout.Paths("/srv/shop", "shop")
     for name in ("releases", "shared", "venvs", "current", "lock", "log", "app_log", "run_dir",
                  "socket", "fifo", "service", "nginx_site"):
         assert getattr(p, name) == getattr(systemd, name), name
 
 
 def test_paths_for_app(make_app) -> None:
-    assert render.paths_for(make_app(name="blog")) == render.Paths("/srv/blog", "blog")
-    assert render.paths_for(make_app(name="blog", service_manager="supervisor")) == (
-        render.Paths("/srv/blog", "blog", "supervisor"))
+    assert layout.paths_for(make_app(name="blog")) == layout.Paths("/srv/blog", "blog")
+    assert layout.paths_for(make_app(name="blog", service_manager="supervisor")) == (
+        layout.Paths("/srv/blog", "blog", "supervisor"))

@@ -1,4 +1,4 @@
-"""Pure builders for reading the app's logs and running a command in the current release.
+"""Pure builders for reading the app's logs.
 
 Each returns a bash script (text); nothing here touches SSH. A log script prints the log's lines
 on stdout, untouched, and its remarks on stderr as ``@wsgiship:<note>`` lines (NOTES).
@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import WsgishipError
-from ..render import Paths
-from ..shell import cmd, q, script
-from .appenv import run_in
+from ..layout import Paths
+from ..shell import q, script
 
 SOURCES = ("app", "nginx", "access")
 DEFAULT_SOURCES = ("app", "nginx")
@@ -25,7 +24,6 @@ NOTES = {
 # Exit codes of the probe, for the errors the user can fix.
 BAD_SINCE = 45
 BAD_GREP = 46
-NOT_DEPLOYED = 47
 MAX_LINES = 1_000_000
 
 
@@ -70,8 +68,8 @@ def log_files(p: Paths, sources: Sequence[str]) -> dict[str, str]:
     """Where each source's log is, as the templates write them: {source: path}."""
     files = {
         "app": p.app_log,
-        "nginx": f"/var/log/nginx/{p.name}.error.log",
-        "access": f"/var/log/nginx/{p.name}.access.log",
+        "nginx": p.nginx_error_log,
+        "access": p.nginx_access_log,
     }
     return {s: files[s] for s in sources}
 
@@ -216,33 +214,3 @@ def _history(lines: int, grep: str, since: int | None, limit: str) -> list[str]:
             return [f'tail -n {int(lines)} -- "$F"']
         return [f'cat -- "$F"{grep_part}{tail}']
     return [f'head -c {limit} -- "$F"{grep_part}{tail}']
-
-
-def sudo(body: str, with_password: bool) -> str:
-    """`sudo bash -c body`: reading the password from stdin, or failing if one is asked for."""
-    flags = ("-S", "-p", "") if with_password else ("-n",)
-    return cmd("sudo", *flags, "--", "bash", "-c", body)
-
-
-# --- fab exec ---
-
-def exec_probe(p: Paths) -> str:
-    """Fail with NOT_DEPLOYED unless `current` is a release with a venv; print release=NAME."""
-    return script([
-        f"C={q(p.current)}",
-        f'if [ ! -d "$C" ] || [ ! -x "$C/.venv/bin/python" ]; then exit {NOT_DEPLOYED}; fi',
-        'echo "release=$(basename "$(readlink -f "$C")")"',
-    ])
-
-
-def exec_command(p: Paths, argv: Sequence[str]) -> str:
-    """Run argv in the current release's directory as the app runs (see appenv.run_in)."""
-    return run_in(p.current, argv)
-
-
-def as_user(body: str, user: str, login_user: str) -> str:
-    """A root login runs `body` as the app's user with runuser (sudo may be missing there)."""
-    if login_user != "root" or user == "root":
-        raise ValueError("as_user is for a root login switching to another user")
-    return cmd("runuser", "-u", user, "--", "bash", "-c", body)
-

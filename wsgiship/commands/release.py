@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 
-from ..render import CONFIG_DIR, Paths
-from ..shell import cmd, q, script
+from ..layout import CONFIG_DIR, Paths
+from ..privilege import root
+from ..shell import q, script
 
 # Exit codes the scripts use to say something the flow acts on.
 NEEDS_LAYOUT = 40
@@ -35,14 +36,10 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
 def layout(p: Paths, owner: str) -> str:
     """Create <deploy_to> owned by the login user, group www-data, setgid (run privileged)."""
     return script([
-        "getent group www-data >/dev/null || $SUDO groupadd --system www-data",
-        *("$SUDO " + cmd("install", "-d", "-o", owner, "-g", "www-data", "-m", "2750", d)
-          for d in layout_dirs(p)),
+        f"getent group www-data >/dev/null || {root('groupadd', '--system', 'www-data', granted=False)}",
+        *(str(root("install", "-d", "-o", owner, "-g", "www-data", "-m", "2750", d, granted=False))
+          for d in p.dirs),
     ])
-
-
-def layout_dirs(p: Paths) -> list[str]:
-    return [p.deploy_to, p.releases, p.shared, p.venvs, f"{p.shared}/log", p.run_dir]
 
 
 def unlock(p: Paths, token: str) -> str:
@@ -67,7 +64,7 @@ def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
     lines = [
         "umask 027",
         f"R={q(r)}",
-        f"mkdir -p {q(p.shared + '/log')} {q(p.run_dir)}",
+        f"mkdir -p {q(p.log_dir)} {q(p.run_dir)}",
         'mkdir "$R"',
         f'tar -xzf {q(upload)} -C "$R" --no-same-owner',
         f"rm -f {q(upload)}",
@@ -96,13 +93,9 @@ def mark_failed(p: Paths, release: str, reason: str) -> str:
     """Mark a release failed (never a rollback target, pruned first); drop a partial upload."""
     r = p.release(release)
     return script([
-        f"rm -f {q(upload_path(p, release))}",
+        f"rm -f {q(p.upload(release))}",
         f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED; fi",
     ])
-
-
-def upload_path(p: Paths, release: str) -> str:
-    return f"{p.deploy_to}/.upload-{release}.tar.gz"
 
 
 def switch(p: Paths, release: str) -> str:

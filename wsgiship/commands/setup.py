@@ -6,15 +6,13 @@ printing nothing means the step was already done.
 
 from __future__ import annotations
 
-from ..render import Paths
+from .. import managers
+from ..layout import Paths
 from ..shell import cmd, q, script
-from .release import layout_dirs
+from . import nginx as site
 
 UNSUPPORTED_OS = 50
 NGINX_FLAVOURS = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
-# Where Debian and Ubuntu keep the commands the sudo rules name (sudo matches full paths).
-SYSTEMCTL, NGINX, LN, SUPERVISORCTL = ("/usr/bin/systemctl", "/usr/sbin/nginx", "/usr/bin/ln",
-                                       "/usr/bin/supervisorctl")
 
 
 def check_os() -> str:
@@ -76,8 +74,8 @@ def deploy_user(user: str, keys: tuple[str, ...]) -> str:
 def layout(p: Paths, owner: str, app_user: str) -> str:
     """<deploy_to> and its dirs: owner, group www-data, setgid; run and log dirs for the app."""
     lines = ["getent group www-data >/dev/null || groupadd --system www-data", "did=()"]
-    for d in layout_dirs(p):
-        who = app_user if d in (p.run_dir, f"{p.shared}/log") else owner
+    for d in p.dirs:
+        who = app_user if d in (p.run_dir, p.log_dir) else owner
         lines.append(
             f'if [ "$(stat -c %U:%G:%a {q(d)} 2>/dev/null)" != {q(who + ":www-data:2750")} ];'
             f" then {cmd('install', '-d', '-o', who, '-g', 'www-data', '-m', '2750', d)};"
@@ -88,44 +86,21 @@ def layout(p: Paths, owner: str, app_user: str) -> str:
 
 def service(p: Paths, content: str) -> str:
     """Install the service manager's config for the app (started by the first deploy)."""
-    target = p.service_file
-    if p.manager == "supervisor":
-        enable = ("systemctl is-enabled -q supervisor || systemctl enable -q supervisor;"
-                  " systemctl is-active -q supervisor || systemctl start supervisor;"
-                  # supervisord answers on its socket a moment after systemd says it started
-                  " for i in $(seq 1 50); do supervisorctl pid >/dev/null 2>&1 && break;"
-                  " sleep 0.2; done")
-        apply = "supervisorctl reread >/dev/null"
-    else:
-        enable = ":"
-        apply = f"systemctl daemon-reload; systemctl enable -q {q(p.service)}"
+    m, target = managers.get(p.manager, p.service), p.service_file
     return script([
-        enable,
+        m.setup_enable,
         'T=$(mktemp); trap \'rm -f "$T"\' EXIT',
         f'printf %s {q(content)} > "$T"',
-        f'if ! cmp -s "$T" {q(target)}; then install -m 644 "$T" {q(target)}; {apply};'
+        f'if ! cmp -s "$T" {q(target)}; then install -m 644 "$T" {q(target)}; {m.setup_apply};'
         f" echo changed={q('installed ' + target)}; fi",
     ])
 
 
 def sudo_rules(p: Paths, user: str) -> str:
     """The sudoers rules: exactly the root commands a deploy of this app runs, nothing else."""
-    svc, site = p.service, p.nginx_site
-    commands = [
-        f"{NGINX} -t -q",
-        f"{SYSTEMCTL} reload nginx",
-        f"{SYSTEMCTL} start nginx",
-        f"{LN} -sfn {p.current}/.wsgiship/nginx.conf /etc/nginx/sites-available/{site}",
-        f"{LN} -sfn ../sites-available/{site} /etc/nginx/sites-enabled/{site}",
-    ]
-    if p.manager == "supervisor":
-        commands += [f"{SUPERVISORCTL} {verb} {svc}" for verb in
-                     ("start", "status", "pid", "signal HUP", "update")]
-        commands += [f"{SUPERVISORCTL} reread", f"{SUPERVISORCTL} tail {svc} stderr"]
-    else:
-        commands += [f"{SYSTEMCTL} {verb} {svc}" for verb in ("start", "reload", "restart")]
+    granted = [*site.granted(p), *managers.get(p.manager, p.service).granted()]
     alias = "WSGISHIP_" + p.name.upper().replace("-", "_")
-    body = ", \\\n    ".join(commands)
+    body = ", \\\n    ".join(c.rule() for c in granted)
     return (f"# wsgiship: the root commands `fab deploy` of {p.name} runs as {user};"
             f" nothing else.\n"
             f"Cmnd_Alias {alias} = \\\n    {body}\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..render import CONFIG_DIR, Paths
+from ..layout import CONFIG_DIR, Paths
 from ..shell import q, script
 
 RECIPE = "2"  # bump when the way venvs are built changes, so old ones are not reused

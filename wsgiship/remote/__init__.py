@@ -1,4 +1,6 @@
-"""The only module that touches SSH: connect with verified host keys, run scripts, upload."""
+"""The only package that touches SSH. Here: connect with verified host keys, run scripts, upload.
+`stream.py`: a script's output line by line as it comes; `attached.py`: a command attached to
+the local terminal. Every error raised carries the host (`error.host`)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import invoke
 import paramiko
 from fabric import Config, Connection
 
-from .config import Host
-from .errors import ConnectionLost, RemoteError, WsgishipError
-from .shell import bash, q
+from ..config import Host
+from ..errors import ConnectionLost, RemoteError, WsgishipError
+from ..shell import bash, q
 
 
 @dataclass
@@ -83,6 +85,19 @@ class Remote:
     def label(self) -> str:
         return self.host.alias
 
+    def error(self, message: str, detail: str = "", *,
+              kind: type[WsgishipError] | None = None) -> WsgishipError:
+        """An error about this host: a RemoteError when there is remote output to show."""
+        kind = kind or (RemoteError if detail else WsgishipError)
+        if issubclass(kind, RemoteError):
+            return kind(message, detail, host=self.label)
+        return kind(message, host=self.label)
+
+    def lost(self, why: str = "") -> ConnectionLost:
+        return ConnectionLost("connection lost" + (f" {why}" if why.startswith("during")
+                                                   else f": {why}" if why else ""),
+                              host=self.label)
+
     @property
     def user(self) -> str:
         return self.conn.user
@@ -92,28 +107,25 @@ class Remote:
         try:
             self.conn.open()
         except paramiko.BadHostKeyException:
-            raise WsgishipError(
-                f"{self.label}: the host key of {host}:{port} does NOT match known_hosts — the "
+            raise self.error(
+                f"the host key of {host}:{port} does NOT match known_hosts — the "
                 f"server was reinstalled or someone is in between. If the change is expected, "
                 f"remove the old key (ssh-keygen -R '[{host}]:{port}') and "
                 f"{_trust_hint(self.host, port)}"
             ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
-                raise WsgishipError(
-                    f"{self.label}: unknown host key for {host}:{port}; "
-                    f"{_trust_hint(self.host, port)}"
+                raise self.error(
+                    f"unknown host key for {host}:{port}; {_trust_hint(self.host, port)}"
                 ) from None
             if isinstance(exc, paramiko.AuthenticationException):
-                raise WsgishipError(
-                    f"{self.label}: SSH login as {self.user}@{host}:{port} refused ({exc}); check "
+                raise self.error(
+                    f"SSH login as {self.user}@{host}:{port} refused ({exc}); check "
                     f"hosts.yaml user/identity or your ssh-agent"
                 ) from None
-            raise WsgishipError(f"{self.label}: SSH to {host}:{port} failed: {exc}") from None
+            raise self.error(f"SSH to {host}:{port} failed: {exc}") from None
         except (TimeoutError, OSError) as exc:
-            raise WsgishipError(
-                f"{self.label}: cannot connect to {host}:{port}: {exc.strerror or exc}"
-            ) from None
+            raise self.error(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         transport = self.conn.transport
         if transport is not None:
             transport.set_keepalive(15)
@@ -150,29 +162,28 @@ class Remote:
             else:
                 res = self.conn.run(command, **opts)
         except invoke.exceptions.AuthFailure:
-            raise WsgishipError(
-                f"{self.label}: sudo refused the password for {self.user}; check it, or allow "
+            raise self.error(
+                f"sudo refused the password for {self.user}; check it, or allow "
                 f"NOPASSWD for the deploy commands (fab setup)"
             ) from None
         except invoke.exceptions.CommandTimedOut:
-            raise RemoteError(f"{self.label}: {what or 'remote command'} timed out") from None
+            raise self.error(f"{what or 'remote command'} timed out", kind=RemoteError) from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise ConnectionLost(f"{self.label}: connection lost during "
-                                 f"{what or 'a command'}: {exc}") from None
+            raise self.lost(f"during {what or 'a command'}: {exc}") from None
         result = Result(res.exited, res.stdout, res.stderr)
         if check and not result.ok:
             if "sudo: a password is required" in result.stderr:
-                raise WsgishipError(
-                    f"{self.label}: sudo asked {self.user} for a password during "
+                raise self.error(
+                    f"sudo asked {self.user} for a password during "
                     f"{what or 'a privileged step'}; run with --prompt-for-sudo-password, or "
                     f"allow NOPASSWD for the deploy commands (fab setup)")
             if "is not allowed to execute" in result.stderr or "not allowed to run" in result.stderr:
-                raise RemoteError(
-                    f"{self.label}: sudo does not allow {self.user} a command "
+                raise self.error(
+                    f"sudo does not allow {self.user} a command "
                     f"{what or 'a step'} needs; run `fab setup -H {self.label}` as root to "
                     f"install the sudo rules", result.output)
-            raise RemoteError(f"{self.label}: {what or 'remote command'} failed "
-                              f"(exit {result.code})", result.output)
+            raise self.error(f"{what or 'remote command'} failed (exit {result.code})",
+                             result.output)
         return result
 
     def put(self, data: bytes, remote_path: str, what: str = "upload") -> None:
@@ -182,12 +193,12 @@ class Remote:
         except OSError as exc:
             transport = self.conn.transport
             if transport is None or not transport.is_active():
-                raise ConnectionLost(f"{self.label}: connection lost during {what}: {exc}") from None
+                raise self.lost(f"during {what}: {exc}") from None
             # SFTP reports a full disk as a generic failure; say what it most likely is.
-            raise RemoteError(f"{self.label}: {what} to {remote_path} failed: {exc}"
-                              " (is the disk full? df -h on the server)") from None
+            raise self.error(f"{what} to {remote_path} failed: {exc}"
+                             " (is the disk full? df -h on the server)", kind=RemoteError) from None
         except (EOFError, paramiko.SSHException) as exc:
-            raise ConnectionLost(f"{self.label}: connection lost during {what}: {exc}") from None
+            raise self.lost(f"during {what}: {exc}") from None
 
 
 def local_identity() -> str:
@@ -200,3 +211,9 @@ def local_identity() -> str:
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
 
+
+from .attached import run_attached  # noqa: E402
+from .stream import Stream, check_alive, sudo_refusal  # noqa: E402
+
+__all__ = ["Remote", "Result", "Stream", "check_alive", "local_identity", "run_attached",
+           "sudo_refusal"]

@@ -1,0 +1,47 @@
+"""The health check: poll the site through nginx, on the server, until the new release answers."""
+
+from __future__ import annotations
+
+from ..shell import q, script
+
+HEALTH_PROBE = r'''
+import http.client, sys, time
+port, host, path, want, release, timeout = sys.argv[1:7]
+start = time.monotonic()
+deadline, wrong_since = start + float(timeout), None
+while True:
+    status, seen, body = None, None, ""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=5)
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "wsgiship-health"})
+        resp = conn.getresponse()
+        status, seen = resp.status, resp.getheader("X-Wsgiship-Release")
+        body = resp.read(4096).decode("utf-8", "replace")
+        conn.close()
+    except Exception as exc:
+        body = f"{type(exc).__name__}: {exc}"
+    # A request answered by the old workers does not count: wait for the new release's header
+    # (apps whose wsgi template drops the header are judged on the status alone).
+    new = seen in (release, None)
+    if status == int(want) and new:
+        print(f"status={status}")
+        sys.exit(0)
+    # the new release answering a wrong status for 5 s is an answer; no need to wait longer
+    wrong_since = (wrong_since or time.monotonic()) if (new and status) else None
+    now = time.monotonic()
+    if now > deadline or (wrong_since and now - wrong_since > 5):
+        print(f"status={status or 'none'}")
+        print(f"release={seen or 'none'}")
+        print(f"waited={now - start:.1f}")
+        print("\n".join(body.strip().splitlines()[:8]))
+        sys.exit(1)
+    time.sleep(0.2)
+'''
+
+
+def health_check(port: int, host: str, path: str, status: int, release: str, timeout: int) -> str:
+    """Poll the site through nginx on the server until the new release answers `status`."""
+    return script([
+        " ".join(["python3", "-c", q(HEALTH_PROBE), q(port), q(host), q(path), q(status),
+                  q(release), q(timeout)])
+    ])

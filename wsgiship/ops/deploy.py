@@ -1,0 +1,135 @@
+"""`fab deploy` as its named stages; a failure in any of them runs `failed`.
+
+    starting    connect, take the lock (create the layout on a first deploy)
+    updating    upload the release, build or reuse its venv
+    validating  import the app in its venv, `nginx -t` the new site, check the service config
+    publishing  switch `current`, install/reload uWSGI, reload nginx
+    verifying   health check through nginx
+    finishing   prune old releases and venvs, append to deploys.log
+    failed      mark the release failed, switch back if it was switched, log
+    (always)    release the lock, disconnect
+
+The app's hooks run around stages: before_switch before publishing, after_switch after verifying.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+
+from ..commands import checks, venv
+from ..commands import release as rel
+from ..config import App
+from ..errors import reason_of
+from ..layout import CONFIG_DIR
+from ..output import Reporter
+from ..remote import Remote
+from ..render import render
+from ..source import Source, collect, tarball
+from .hooks import POINTS, run_hooks
+from .publish import publishing, verifying
+from .session import Session, locked
+
+STAGES = ("updating", "validating", "publishing", "verifying", "finishing")
+
+
+def release_name(short_rev: str) -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + short_rev
+
+
+@dataclass
+class Deploy:
+    remote: Remote
+    app: App
+    out: Reporter
+    source: Source = field(init=False)
+    s: Session = field(init=False)
+    release: str = ""
+    previous: str = ""
+    switched: bool = False
+    created: bool = False
+
+    def run(self) -> str:
+        """Deploy and return the release name; raise WsgishipError on failure."""
+        self.source = collect(self.app.source)
+        if self.source.dirty:
+            self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping HEAD "
+                          f"{self.source.short_rev}")
+        self.release = release_name(self.source.short_rev)
+        with locked(self.remote, self.app, self.out, "deploy") as self.s:
+            self.previous = os.path.basename(self.s.facts.get("current", ""))
+            try:
+                for stage in STAGES:
+                    self.hooks("before", stage)
+                    getattr(self, stage)()
+                    self.hooks("after", stage)
+            except BaseException as exc:
+                self.s.cleanup(partial(self.failed, exc))
+                raise
+        return self.release
+
+    def hooks(self, when: str, stage: str) -> None:
+        for point, at in POINTS.items():
+            if at == (when, stage):
+                run_hooks(self.s, point, self.release, self.source.revision)
+
+    def updating(self) -> None:
+        p, app, src, remote = self.s.paths, self.app, self.source, self.remote
+        key = venv.venv_key(src.requirements, app.python, self.s.facts.get("python", ""))
+        configs = render(app, self.release, self.s.app_user, src.revision)
+        extra = {**configs, "REVISION": src.revision + "\n",
+                 f"{CONFIG_DIR}/requirements.txt": src.requirements}
+        with self.out.step("upload") as st:
+            data = tarball(src, extra)
+            upload = p.upload(self.release)
+            self.created = True
+            remote.put(data, upload)
+            remote.run(rel.unpack(p, self.release, upload, app.shared_files, app.shared_dirs),
+                       what="unpack release")
+            st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"
+        with self.out.step("venv") as st:
+            res = remote.run(venv.ensure(p, self.release, key, app.python),
+                             what="pip install (venv " + key + ")")
+            st.detail = f"{res.facts().get('venv', '?')} venvs/{key}"
+
+    def validating(self) -> None:
+        p = self.s.paths
+        with self.out.step("check app"):
+            self.remote.run(checks.import_check(p, self.release),
+                            what=f"import check of {self.app.wsgi} in the new venv")
+        with self.out.step("check configs"):
+            self.remote.run(checks.nginx_check(p, self.release)
+                            + checks.unit_check(p, self.release, self.remote.label),
+                            priv=True, what="nginx -t of the new site and service config check")
+
+    def publishing(self) -> None:
+        self.switched = True
+        publishing(self.s, self.release, self.previous)
+
+    def verifying(self) -> None:
+        verifying(self.s, self.release)
+
+    def finishing(self) -> None:
+        with self.out.step("prune") as st:
+            res = self.remote.run(rel.prune(self.s.paths, self.app.keep_releases, self.release),
+                                  what="prune")
+            st.detail = f"{res.stdout.count('pruned')} removed"
+        self.s.record(self.release, "ok", revision=self.source.revision)
+
+    def failed(self, exc: BaseException) -> None:
+        reason = reason_of(exc)
+        if self.created:
+            self.remote.run(rel.mark_failed(self.s.paths, self.release, reason),
+                            what="mark failed", check=False)
+        if self.switched and self.previous:
+            self.out.line(f"rolling back to {self.previous}")
+            publishing(self.s, self.previous, self.release)
+            verifying(self.s, self.previous)
+        elif self.switched:
+            self.out.line(f"first deploy failed after the switch: the site is DOWN; release "
+                          f"{self.release} is kept for inspection "
+                          f"({self.s.paths.release(self.release)})")
+        self.s.record(self.release, "failed", revision=self.source.revision, reason=reason,
+                      rolled_back_to=self.previous if self.switched else None)

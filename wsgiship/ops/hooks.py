@@ -1,0 +1,41 @@
+"""The app's hooks: commands run at a point of the deploy, on the server (in the new release,
+with its venv and env, as the app's user) or on this machine (in the app's source)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from ..commands.appenv import as_app_user, run_in
+from ..errors import RemoteError
+from ..shell import q
+from .session import Session
+
+# where each hook point sits in the deploy's stages
+POINTS = {"before_switch": ("before", "publishing"), "after_switch": ("after", "verifying")}
+
+
+def run_hooks(s: Session, point: str, release: str, revision: str) -> None:
+    """Run the app's hooks for `point`, each timed; a failing hook raises with its output."""
+    variables = {"WSGISHIP_RELEASE": release, "WSGISHIP_REVISION": revision,
+                 "WSGISHIP_HOST": s.remote.label, "WSGISHIP_STAGE": point}
+    for hook in s.app.hooks.get(point, ()):
+        where = "local" if hook.local else "remote"
+        with s.out.step(f"hook {point}") as st:
+            st.detail = f"{where}: {hook.command[:70]}"
+            if hook.local:
+                res = subprocess.run(hook.command, shell=True, capture_output=True, text=True,
+                                     cwd=s.app.source, env={**os.environ, **variables})
+                if res.returncode != 0:
+                    raise RemoteError(f"local hook {point} failed (exit {res.returncode}): "
+                                      f"{hook.command}", (res.stdout + res.stderr).strip(),
+                                      host=s.remote.label)
+                continue
+            exports = " ".join(f"{k}={q(v)}" for k, v in variables.items())
+            body = f"export {exports}\n" + run_in(s.paths.release(release),
+                                                   ["bash", "-c", hook.command])
+            if s.app_user != s.remote.user:
+                s.remote.run(as_app_user(body, s.app_user), priv=True,
+                             what=f"hook {point}: {hook.command}")
+            else:
+                s.remote.run(body, what=f"hook {point}: {hook.command}")

@@ -1,0 +1,77 @@
+"""Stages shared by deploy and rollback: publishing (switch `current`, make uWSGI then nginx
+serve it) and verifying (the health check through nginx)."""
+
+from __future__ import annotations
+
+from ..commands import health, nginx, services
+from ..commands import release as rel
+from ..config import App
+from ..errors import RemoteError
+from ..remote import Remote
+from .session import Session
+
+
+def health_host(app: App) -> str:
+    """The Host header of the health check: the first server_name, unless it is a wildcard."""
+    first = app.server_name.split()[0]
+    return "localhost" if first in ("_", "") or "*" in first else first
+
+
+def site_url(remote: Remote, app: App) -> str:
+    host = health_host(app)
+    if host == "localhost":
+        host = remote.conn.host
+    port = "" if app.http_port == 80 else f":{app.http_port}"
+    return f"http://{host}{port}/"
+
+
+def publishing(s: Session, release: str, previous: str) -> None:
+    """Switch `current` to a release and make the services serve it, in that order."""
+    p, remote, app = s.paths, s.remote, s.app
+    with s.out.step("switch") as st:
+        remote.run(rel.switch(p, release), what="switch current")
+        st.detail = f"current -> releases/{release}"
+    with s.out.step("uwsgi") as st:
+        res = remote.run(services.install(p, remote.user, s.app_user,
+                                          app.shared_dirs + app.shared_files),
+                         priv=True, what="install service and site")
+        changed = "1" if "unit=installed" in res.stdout else "0"
+        site_new = "site=installed" in res.stdout
+        res = remote.run(f"UNIT_CHANGED={changed}\n"
+                         + services.reload_uwsgi(p, release, previous, app.processes,
+                                                 s.app_user != remote.user),
+                         priv=True, what="reload uWSGI")
+        facts = res.facts()
+        st.detail = f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
+    with s.out.step("nginx") as st:
+        res = remote.run(nginx.reload_nginx(p, release, previous, force=site_new),
+                         priv=True, what="reload nginx")
+        st.detail = res.facts().get("nginx", "")
+
+
+def verifying(s: Session, release: str) -> None:
+    """The health check: the release answers the expected status through nginx, or an error
+    with what it answered and the app log's last lines."""
+    app, h, remote = s.app, s.app.health, s.remote
+    with s.out.step("health") as st:
+        res = remote.run(
+            health.health_check(app.http_port, health_host(app), h.path, h.status, release,
+                                h.timeout),
+            check=False, what="health check", timeout=h.timeout + 30)
+        if not res.ok:
+            facts = res.facts()
+            body = "\n".join(line for line in res.stdout.splitlines()
+                             if line.split("=")[0] not in ("status", "release", "waited"))
+            logs = remote.run(services.error_log_tail(s.paths, 12), check=False).stdout
+            answered = facts.get("status", "none")
+            answer = "no answer" if answered == "none" else f"answered {answered}"
+            if facts.get("release") not in (release, "none", None):
+                answer += f" from release {facts.get('release')} (still the old workers)"
+            raise remote.error(
+                f"health check failed: GET http://{health_host(app)}:{app.http_port}{h.path} "
+                f"{answer}, expected {h.status} from release {release} "
+                f"(waited {facts.get('waited', '?')}s)",
+                ("--- response (first lines) ---\n" + body + "\n" if body.strip() else "")
+                + ("--- app log (last lines) ---\n" + logs if logs.strip() else ""),
+                kind=RemoteError)
+        st.detail = f"{h.path} -> {res.facts().get('status')}"

@@ -1,8 +1,10 @@
-"""Shared helpers for the unit tests: no SSH, no test host; everything runs locally."""
+"""Shared fixtures for the unit tests: no SSH, no test host; everything runs locally.
+
+The plain helpers (fake commands, deploy-tree builders) are in fakes.py."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fakes import add_fakes, fake_scripts, run_script  # noqa: E402
+
 from wsgiship import config  # noqa: E402
 from wsgiship.config import App  # noqa: E402
-from wsgiship.shell import bash  # noqa: E402
 
 
 @pytest.fixture
@@ -47,16 +50,29 @@ def make_app(tmp_path: Path) -> Callable[..., App]:
     return make
 
 
-def run_script(body: str, cwd: Path | None = None,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a generated script the way Remote.run does: `bash -c <quoted body>` via a shell."""
-    return subprocess.run(
-        bash(body), shell=True, cwd=cwd, capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})},
-    )
-
-
 @pytest.fixture
 def sh() -> Callable[..., subprocess.CompletedProcess[str]]:
     """run_script as a fixture, for the tests that execute generated scripts."""
     return run_script
+
+
+@pytest.fixture
+def deploy(tmp_path: Path) -> Path:
+    """A deploy tree as layout makes it (releases, shared/log, shared/run, venvs), empty."""
+    root = tmp_path / "srv" / "app"
+    for d in ("releases", "shared/log", "shared/run", "venvs"):
+        (root / d).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def fakebin(tmp_path: Path) -> Path:
+    """Stand-ins for sudo, the service managers, nginx, the root-only file commands (see
+    fakes.fake_scripts) and python3; each logs its call to $CALLS."""
+    bin_ = tmp_path / "fakebin"
+    bin_.mkdir()
+    real_ln, real_readlink = shutil.which("ln"), shutil.which("readlink")
+    assert real_ln and real_readlink
+    add_fakes(bin_, fake_scripts(real_ln, real_readlink))
+    (bin_ / "python3").symlink_to(sys.executable)
+    return bin_

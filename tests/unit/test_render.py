@@ -14,12 +14,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from fakes import NAME
 
-from wsgiship import config, layout, render
+from wsgiship import config, render
 from wsgiship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = "20250101T000000Z-abc1234"
 FILES = {".wsgiship/wsgi.py", ".wsgiship/uwsgi.ini", ".wsgiship/nginx.conf", ".wsgiship/service",
          ".wsgiship/env"}
 
@@ -432,39 +432,3 @@ def test_missing_include_is_a_config_error(make_app, overrides: Path) -> None:
     (overrides / "nginx.conf.j2").write_text("{% include 'nowhere.j2' %}\n")
     with pytest.raises(ConfigError, match=r"nginx\.conf\.j2: template error: .*nowhere\.j2"):
         render.render(make_app(templates=str(overrides)), NAME, "deploy", "r")
-
-
-# --- paths ---
-
-
-def test_paths() -> None:
-    p = layout.Paths("/srv/shop", "shop")
-    assert (p.releases, p.shared, p.venvs, p.current) == (
-        "/srv/shop/releases", "/srv/shop/shared", "/srv/shop/venvs", "/srv/shop/current")
-    assert (p.lock, p.log, p.app_log) == (
-        "/srv/shop/.lock", "/srv/shop/deploys.log", "/srv/shop/shared/log/uwsgi.log")
-    assert p.run_dir == "/srv/shop/shared/run"
-    assert (p.socket, p.fifo) == ("/srv/shop/shared/run/uwsgi.sock",
-                                  "/srv/shop/shared/run/uwsgi.fifo")
-    assert p.manager == "systemd"
-    assert (p.service, p.service_file, p.nginx_site) == (
-        "wsgiship-shop", "/etc/systemd/system/wsgiship-shop.service", "wsgiship-shop")
-    assert p.release(NAME) == f"/srv/shop/releases/{NAME}"
-    assert not hasattr(p, "unit_file")
-
-
-def test_paths_under_supervisor() -> None:
-    p = layout.Paths("/srv/shop", "shop", "supervisor")
-    assert p.service_file == "/etc/supervisor/conf.d/wsgiship-shop.conf"
-    assert p.service == "wsgiship-shop"
-    # the rest does not depend on the manager
-    systemd = layout.Paths("/srv/shop", "shop")
-    for name in ("releases", "shared", "venvs", "current", "lock", "log", "app_log", "run_dir",
-                 "socket", "fifo", "service", "nginx_site"):
-        assert getattr(p, name) == getattr(systemd, name), name
-
-
-def test_paths_for_app(make_app) -> None:
-    assert layout.paths_for(make_app(name="blog")) == layout.Paths("/srv/blog", "blog")
-    assert layout.paths_for(make_app(name="blog", service_manager="supervisor")) == (
-        layout.Paths("/srv/blog", "blog", "supervisor"))

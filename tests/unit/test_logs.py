@@ -1,4 +1,4 @@
-"""wsgiship.commands.logs (the pure builders) and the line handling of wsgiship.logs.
+"""wsgiship.commands.logs (the pure builders) and the line splitting of log streaming.
 
 The scripts are run for real on log files in tmp_path: they only need bash, coreutils, grep
 and python3, as on the server.
@@ -6,28 +6,21 @@ and python3, as on the server.
 
 from __future__ import annotations
 
-import io
 import os
 import select
-import shlex
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from fakes import HOSTILE_TOUCH as HOSTILE
+from fakes import run_utc as run
 
-from wsgiship import output
-from wsgiship.commands import exec as exec_cmds
 from wsgiship.commands import logs
 from wsgiship.errors import WsgishipError
 from wsgiship.layout import Paths
-from wsgiship.remote.attached import Utf8Runner
 from wsgiship.remote.stream import _Lines
-from wsgiship.shell import bash, sudo_bash
-
-HOSTILE = "x'; touch /tmp/wsgiship-pwned #"
+from wsgiship.shell import bash
 
 # Timestamps as the logs write them (this machine's time zone is the "server's").
 UWSGI_LOG = """\
@@ -40,19 +33,18 @@ RuntimeError: kaboom ünïcode
 [pid: 7|app: 0|req: 2/2] 127.0.0.1 () {32 vars in 353 bytes} [Wed Nov 25 12:00:40 2026] GET /boom => 500
 Wed Nov  5 09:00:00 2027 - a padded day, a year later
 """
+
+
 ERROR_LOG = """\
 2026/11/25 11:00:00 [error] 7#7: *1 open() "/srv/a/current/static/old.css" failed
 2026/11/25 12:30:00 [error] 7#7: *2 open() "/srv/a/current/static/nope.css" failed
 """
+
+
 ACCESS_LOG = """\
 127.0.0.1 - - [25/Nov/2026:11:00:00 +0000] "GET / HTTP/1.1" 200 6 "-" "curl"
 127.0.0.1 - - [25/Nov/2026:13:30:00 +0100] "GET /late HTTP/1.1" 200 6 "-" "curl"
 """
-
-
-def run(body: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(bash(body), shell=True, capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "TZ": "UTC"}, **kw)
 
 
 def epoch(text: str) -> int:
@@ -286,78 +278,7 @@ def test_follow_with_zero_lines_shows_only_new_ones(logfile) -> None:
     assert f.hang_up() < 3
 
 
-# --- sudo, exec ---
-
-
-def test_sudo_reads_a_password_from_stdin_or_refuses_to_ask() -> None:
-    assert shlex.split(sudo_bash("echo hi", with_password=False)) == [
-        "sudo", "-n", "--", "bash", "-c", "echo hi"]
-    assert shlex.split(sudo_bash(HOSTILE, with_password=True)) == [
-        "sudo", "-S", "-p", "", "--", "bash", "-c", HOSTILE]
-
-
-def test_as_user_is_runuser_for_a_root_login() -> None:
-    assert shlex.split(exec_cmds.as_user("id", "www-data", "root")) == [
-        "runuser", "-u", "www-data", "--", "bash", "-c", "id"]
-    with pytest.raises(ValueError):
-        exec_cmds.as_user("id", "www-data", "deploy")
-
-
-@pytest.fixture
-def deployed(tmp_path: Path) -> Paths:
-    """A deploy tree with a current release whose .venv's python is this machine's."""
-    p = Paths(str(tmp_path / "srv"), "shop")
-    release = Path(p.release("20260101T000000Z-abc1234"))
-    venv = Path(p.venvs) / "k1"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").symlink_to(sys.executable)
-    (venv / "bin" / "shop-tool").write_text("#!/bin/sh\necho tool from venv\n")
-    (venv / "bin" / "shop-tool").chmod(0o755)
-    (release / ".wsgiship").mkdir(parents=True)
-    (release / ".venv").symlink_to("../../venvs/k1")
-    Path(p.shared).mkdir(parents=True)
-    (Path(p.shared) / ".env").write_text(
-        "# comment\nexport FROM_DOTENV='a $b `c`'\nBOTH=dotenv\nSPACES = \"x y\" \n")
-    (release / ".env").symlink_to(Path(p.shared) / ".env")
-    (release / ".wsgiship" / "env").write_text("GREETING=hi\nBOTH=settings\nKEPT=settings\n")
-    Path(p.current).symlink_to("releases/20260101T000000Z-abc1234")
-    return p
-
-
-def test_exec_runs_in_the_release_with_the_venv_and_the_apps_environment(deployed) -> None:
-    code = ("import os, sys; print(os.getcwd()); print(os.environ['VIRTUAL_ENV']); "
-            "print(os.environ['PATH'].split(':')[0]); "
-            "print([os.environ.get(k) for k in ('GREETING', 'FROM_DOTENV', 'BOTH', 'SPACES', "
-            "'KEPT')]); print(sys.argv[1:])")
-    body = exec_cmds.exec_command(deployed, ["python", "-c", code, HOSTILE, "a b", ""])
-    res = subprocess.run(bash(body), shell=True, capture_output=True, text=True, timeout=30,
-                         env={**os.environ, "KEPT": "caller", "PATH": "/usr/bin:/bin"})
-    assert res.returncode == 0, res.stderr
-    cwd, venv, first_path, values, argv = res.stdout.splitlines()
-    release = os.path.realpath(deployed.current)
-    assert cwd == release
-    assert venv == os.path.realpath(f"{deployed.venvs}/k1")
-    assert first_path == f"{venv}/bin"
-    # the shared .env first (as wsgi.py loads it), the caller's environment wins
-    assert values == str(["hi", "a $b `c`", "dotenv", "x y", "caller"])
-    assert argv == str([HOSTILE, "a b", ""])
-
-
-def test_exec_finds_commands_in_the_venv_and_returns_their_exit_code(deployed) -> None:
-    assert run(exec_cmds.exec_command(deployed, ["shop-tool"])).stdout == "tool from venv\n"
-    assert run(exec_cmds.exec_command(deployed, ["sh", "-c", "exit 7"])).returncode == 7
-    res = run(exec_cmds.exec_command(deployed, ["no-such-command-x"]))
-    assert res.returncode == 127 and "no-such-command-x: command not found" in res.stderr
-
-
-def test_exec_probe_says_when_nothing_is_deployed(deployed, tmp_path) -> None:
-    res = run(exec_cmds.exec_probe(deployed))
-    assert res.returncode == 0 and res.stdout == "release=20260101T000000Z-abc1234\n"
-    res = run(exec_cmds.exec_probe(Paths(str(tmp_path / "none"), "none")))
-    assert res.returncode == exec_cmds.NOT_DEPLOYED
-
-
-# --- wsgiship.logs: lines, output ---
+# --- wsgiship.remote.stream: lines ---
 
 
 def test_lines_are_split_and_decoded_however_the_chunks_cut_them() -> None:
@@ -370,79 +291,3 @@ def test_lines_are_split_and_decoded_however_the_chunks_cut_them() -> None:
         got += lines.end()
         assert got == ["première ligne", "zweite ü", "end"], size
     assert _Lines().feed(b"bad \xff\n") == ["bad \ufffd"]
-
-
-def test_printer_labels_lines_escapes_controls_and_writes_utf8() -> None:
-    out, err = io.BytesIO(), io.BytesIO()
-    p = output.Printer(out, err)
-    p.line("web1", "app", "RuntimeError: kaboom ü\r")
-    p.line("web1", "nginx", "evil \x1b[31mred\x07 \x9b tab\tkept")
-    p.note("web2", "connection lost: EOF")
-    assert out.getvalue().decode("utf-8").splitlines() == [
-        "[web1] app | RuntimeError: kaboom ü",
-        "[web1] nginx | evil \\x1b[31mred\\x07 \\x9b tab\tkept",
-    ]
-    assert err.getvalue() == b"[web2] connection lost: EOF\n"
-
-
-def test_printer_never_interleaves_lines_from_threads() -> None:
-    out = io.BytesIO()
-    p = output.Printer(out, io.BytesIO())
-
-    def write(host: str) -> None:
-        for i in range(300):
-            p.line(host, "app", f"{host} line {i} " + "x" * 200)
-
-    threads = [threading.Thread(target=write, args=(f"h{n}",)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    lines = out.getvalue().decode().splitlines()
-    assert len(lines) == 1200
-    for line in lines:
-        host = line[1:3]
-        assert line.startswith(f"[{host}] app | {host} line ") and line.endswith("x" * 200)
-
-
-def test_printer_stops_quietly_when_stdout_goes_away() -> None:
-    class Closed(io.BytesIO):
-        def write(self, data: bytes) -> int:  # type: ignore[override]
-            raise BrokenPipeError
-
-    p = output.Printer(Closed(), io.BytesIO())
-    p.line("h", "app", "x")
-    assert p.broken.is_set()
-
-
-def test_exec_output_is_decoded_whole_across_reads() -> None:
-    data = "ü✓ end".encode()
-    chunks = [data[i:i + 1] for i in range(len(data))] + [b""]
-    runner = Utf8Runner.__new__(Utf8Runner)
-    runner.encoding = "utf-8"
-    runner.read_chunk_size = 1
-    assert "".join(runner.read_proc_output(lambda n: chunks.pop(0))) == "ü✓ end"
-
-
-def test_prefixed_out_writes_whole_lines_per_host() -> None:
-    out = io.BytesIO()
-    stream = output.PrefixedOut("web2", output.Printer(out, io.BytesIO()))
-    stream.write("one\ntw")
-    stream.write("o\nthree")
-    stream.close()
-    assert out.getvalue().decode().splitlines() == ["[web2] one", "[web2] two", "[web2] three"]
-
-
-def test_exec_passes_piped_stdin_on_as_bytes(tmp_path) -> None:
-    runner = Utf8Runner.__new__(Utf8Runner)
-    runner.encoding, runner.using_pty = "utf-8", False
-    sent: list[bytes] = []
-    runner._write_proc_stdin = sent.append  # type: ignore[method-assign]
-    data = b"\xff\xfe binary \xc3"
-    path = tmp_path / "in"
-    path.write_bytes(data)
-    with open(path, "rb") as f:
-        got = runner.read_our_stdin(f)
-        runner.write_proc_stdin(got)
-        assert runner.read_our_stdin(f) == b""  # the end: Fabric closes the remote stdin
-    assert sent == [data]

@@ -1,0 +1,60 @@
+"""Every builder of wsgiship.commands: pure, valid bash, and naming only its own
+service manager."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from fakes import NAME
+
+from wsgiship import shell
+from wsgiship.commands import checks, health, nginx, release, services, venv
+from wsgiship.layout import Paths
+
+
+def all_builders(p: Paths) -> list[str]:
+    return [
+        release.prepare(p, "python3", {"by": "me", "token": "t"}),
+        release.layout(p, "deploy"),
+        release.unlock(p, "t"),
+        release.unpack(p, NAME, "/tmp/u.tgz", (".env",), ("media",)),
+        release.mark_failed(p, NAME, "boom"),
+        release.switch(p, NAME),
+        release.prune(p, 5, NAME),
+        release.append_log(p, {"release": NAME}),
+        venv.ensure(p, NAME, "k" * 16, "python3"),
+        checks.import_check(p, NAME),
+        checks.nginx_check(p, NAME),
+        checks.unit_check(p, NAME, "web1"),
+        services.install(p, "deploy", "www-data", ("media",)),
+        services.reload_uwsgi(p, NAME, "older", 2, as_other=False),
+        services.reload_uwsgi(p, NAME, "older", 2, as_other=True),
+        nginx.reload_nginx(p, NAME, "older"),
+        release.force_unlock(p),
+        health.health_check(80, "localhost", "/", 200, NAME, 60),
+        services.error_log_tail(p),
+    ]
+
+
+@pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+def test_builders_are_pure(tmp_path: Path, manager: str) -> None:
+    p = Paths(str(tmp_path / "d"), "app", manager)
+    first = all_builders(p)
+    assert all_builders(p) == first
+    assert list(tmp_path.iterdir()) == []  # building touched nothing
+    for text in first:
+        assert text.startswith(shell.HEADER) and text.endswith("\n")
+        assert sh_syntax_ok(text)
+    # the service manager shows in the service scripts and nowhere else
+    for line in "\n".join(first).splitlines():
+        if manager == "systemd":
+            assert "supervisorctl" not in line
+        else:
+            assert not ("systemctl" in line and "wsgiship-app" in line), line
+            assert "journalctl" not in line
+
+
+def sh_syntax_ok(text: str) -> bool:
+    return subprocess.run(["bash", "-n", "-c", text], capture_output=True).returncode == 0

@@ -1,0 +1,120 @@
+"""wsgiship.ops.setup: which steps `fab setup` runs for a host (steps) and the keys its deploy user
+gets (authorized_keys); hosts from a hosts.yaml in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from wsgiship import config
+from wsgiship.commands import setup as cmds
+from wsgiship.config import Host
+from wsgiship.errors import WsgishipError
+from wsgiship.layout import Paths
+from wsgiship.ops.setup import authorized_keys, steps
+
+K1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1 alice@laptop"
+K2 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQK2 bob@desk"
+K3 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK3 carol@ci"
+
+HOSTS = """\
+app:
+  name: shop
+  wsgi: "shop:app"
+hosts:
+  root1: {host: 10.0.0.1}
+  root2: {host: 10.0.0.2, user: root, authorized_keys: [missing.pub]}
+  dep1: {host: 10.0.0.3, user: deploy, authorized_keys: [keys/team.pub, keys/ci.pub]}
+  dep2: {host: 10.0.0.4, user: deploy, service_manager: supervisor, authorized_keys: [keys/ci.pub]}
+  dep3: {host: 10.0.0.5, user: deploy, identity: keys/id_ed25519}
+  dep4: {host: 10.0.0.6, user: deploy}
+  dep5: {host: 10.0.0.7, user: deploy, authorized_keys: [keys/ci.pub, missing.pub]}
+  dep6: {host: 10.0.0.8, user: deploy, app_user: web, remove_default_site: true,
+         authorized_keys: [keys/ci.pub]}
+"""
+
+
+@pytest.fixture
+def host(write_hosts: Callable[..., Path], tmp_path: Path) -> Callable[[str], Host]:
+    """The Host for an alias of HOSTS, its key files in tmp_path/keys."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "team.pub").write_text(f"# the team\n\n{K1}\n  {K2}  \n")
+    (keys / "ci.pub").write_text(K3 + "\n")
+    (keys / "id_ed25519").write_text("PRIVATE, never read\n")
+    (keys / "id_ed25519.pub").write_text(K1 + "\n")
+    inventory = config.load(write_hosts(HOSTS))
+    return inventory.host
+
+
+@pytest.mark.parametrize("alias, keys", [
+    ("dep1", (K1, K2, K3)),   # every file, in order; comments and blank lines skipped
+    ("dep2", (K3,)),
+    ("dep3", (K1,)),          # no authorized_keys: the identity's .pub
+    ("dep4", ()),             # neither
+])
+def test_authorized_keys(host: Callable[[str], Host], alias: str, keys: tuple[str, ...]) -> None:
+    assert authorized_keys(host(alias)) == keys
+
+
+@pytest.mark.parametrize("alias", ["dep5", "root2"])
+def test_an_unreadable_key_file_names_the_setting(host: Callable[[str], Host], tmp_path: Path,
+                                                  alias: str) -> None:
+    with pytest.raises(WsgishipError) as info:
+        authorized_keys(host(alias))
+    assert str(info.value) == (f"hosts.{alias}.authorized_keys: cannot read {tmp_path / 'missing.pub'}:"
+                               " No such file or directory")
+
+
+ROOT_STEPS = ["os", "packages", "layout", "service", "nginx"]
+USER_STEPS = ["os", "packages", "deploy user", "layout", "service", "sudo rules", "nginx"]
+
+
+@pytest.mark.parametrize("alias, names", [
+    ("root1", ROOT_STEPS),
+    ("root2", ROOT_STEPS),    # a root login gets no deploy user: its key files are not read
+    ("dep1", USER_STEPS),
+    ("dep2", USER_STEPS),
+    ("dep4", USER_STEPS),
+])
+def test_step_names(host: Callable[[str], Host], alias: str, names: list[str]) -> None:
+    assert [name for name, _ in steps(host(alias))] == names
+
+
+@pytest.mark.parametrize("alias, manager, owner, app_user, remove_default, keys", [
+    ("root1", "systemd", "root", "www-data", False, None),
+    ("dep1", "systemd", "deploy", "deploy", False, (K1, K2, K3)),
+    ("dep2", "supervisor", "deploy", "deploy", False, (K3,)),
+    ("dep6", "systemd", "deploy", "web", True, (K3,)),
+])
+def test_step_scripts(host: Callable[[str], Host], alias: str, manager: str, owner: str, app_user: str,
+                      remove_default: bool, keys: tuple[str, ...] | None) -> None:
+    got = dict(steps(host(alias)))
+    p = Paths("/srv/shop", "shop", manager)
+    assert got["os"] == cmds.check_os()
+    assert got["packages"] == cmds.packages(("supervisor",) if manager == "supervisor" else ())
+    assert got["layout"] == cmds.layout(p, owner, app_user)
+    assert got["nginx"] == cmds.nginx(remove_default)
+    if keys is None:
+        assert "deploy user" not in got and "sudo rules" not in got
+    else:
+        assert got["deploy user"] == cmds.deploy_user("deploy", keys)
+        assert got["sudo rules"] == cmds.sudoers(p, "deploy")
+    # the service config is rendered for the manager and the user the app runs as
+    service = got["service"]
+    assert p.service_file in service
+    assert ("[Service]" in service) == (manager == "systemd")
+    assert ("[program:wsgiship-shop]" in service) == (manager == "supervisor")
+    assert f"User={app_user}" in service or f"user={app_user}" in service
+
+
+def test_the_supervisor_package_is_installed_for_supervisor_only(host: Callable[[str], Host]) -> None:
+    assert "supervisor" in dict(steps(host("dep2")))["packages"]
+    assert "supervisor" not in dict(steps(host("dep1")))["packages"]
+
+
+def test_steps_of_a_deploy_user_need_its_keys(host: Callable[[str], Host]) -> None:
+    with pytest.raises(WsgishipError, match=r"^hosts\.dep5\.authorized_keys: cannot read "):
+        steps(host("dep5"))

@@ -1,0 +1,143 @@
+"""Which commands carry $SUDO, across every branch of the privileged scripts; and that the
+fakes refuse a root command run without it, so the executed tests elsewhere would notice."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fakes import MANAGERS, NAME, SITE, as_deploy, commands, current_release, priv, rel, site, svc_paths
+
+from wsgiship import shell
+from wsgiship.commands import checks, nginx, release, services
+from wsgiship.layout import Paths
+
+
+@pytest.mark.parametrize("script", ["install", "uwsgi", "nginx", "layout"])
+def test_a_root_command_without_sudo_fails_under_the_fakes(deploy: Path, fakebin: Path, sh,
+                                                           script: str) -> None:
+    # the fakes' check the executed tests rely on: without $SUDO a deploy user gets refused
+    current_release(deploy, "systemd")
+    site(deploy, rel(2), SITE.replace("80", "81"))
+    p = svc_paths(deploy)
+    body = {"install": services.install(p, "deploy", "deploy"),
+            "uwsgi": services.reload_uwsgi(p, rel(2), rel(1), 2, False, wait=0),
+            "nginx": nginx.reload_nginx(p, rel(2), rel(1)),
+            "layout": release.layout(p, "deploy")}[script]
+    res = sh(priv(body, ""), env=as_deploy(fakebin, GETENT_RC="2", ACTIVE="1"))
+    assert res.returncode == 77
+    assert "permission denied (run as deploy, not root)" in res.stdout + res.stderr
+
+
+ROOT_SYSTEMCTL = {"start", "reload", "restart", "daemon-reload", "enable"}
+
+
+READ_SYSTEMCTL = {"is-active", "show"}
+
+
+ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd"}
+
+
+# read-only, or the script's own shell work (`chain` is reload_uwsgi's own function)
+SHELL_WORDS = {"export", "case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if",
+               "then", "else", "elif", "fi", "for", "while", "do", "done", "break", "chain"}
+
+
+PLAIN_COMMANDS = {"stat", "ps", "cmp", "readlink", "getent", "journalctl", "pgrep", "grep", "tail",
+                  "timeout",
+                  *SHELL_WORDS}
+
+
+def sudo_scripts(manager: str, as_other: bool) -> dict[str, str]:
+    p = Paths("/srv/app", "app", manager)
+    return {
+        "install": services.install(p, "deploy", "web" if as_other else "deploy", ("media",)),
+        "reload_uwsgi": services.reload_uwsgi(p, NAME, "older", 2, as_other),
+        "reload_nginx": nginx.reload_nginx(p, NAME, "older"),
+        "layout": release.layout(p, "deploy"),
+    }
+
+
+@pytest.mark.parametrize("as_other", [False, True], ids=["own-user", "app-user"])
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_exactly_the_root_commands_carry_sudo(manager: str, as_other: bool) -> None:
+    seen: dict[str, set[str]] = {}
+    for name, text in sudo_scripts(manager, as_other).items():
+        for sudo, word, args in commands(text):
+            sub = args.split()[0] if args else ""
+            where = f"{name}: {'$SUDO ' if sudo else ''}{word} {args}"
+            if word == "systemctl":
+                assert sub in ROOT_SYSTEMCTL | READ_SYSTEMCTL, where
+                assert sudo == (sub in ROOT_SYSTEMCTL), where
+                word = f"systemctl {sub}"
+            elif word in ROOT_COMMANDS:
+                assert sudo, where
+            elif word in ("readlink", "timeout") and args.startswith(('"/proc/', "5 sh -c")):
+                # uWSGI's /proc entries and fifo: root's when it runs as another user
+                assert sudo == as_other, where
+            else:
+                assert word in PLAIN_COMMANDS, f"unclassified command: {where}"
+                assert not sudo, where
+            if word not in SHELL_WORDS:
+                seen.setdefault(name, set()).add(("$SUDO " if sudo else "") + word)
+    # the checks above saw the commands that matter (a parse that found nothing would pass)
+    apply = ({"$SUDO systemctl daemon-reload", "$SUDO systemctl enable"} if manager == "systemd"
+             else {"$SUDO supervisorctl"})
+    assert seen["install"] >= {"cmp", "readlink", "$SUDO install", "$SUDO ln", *apply}
+    assert ("$SUDO chown" in seen["install"]) == as_other
+    if manager == "systemd":
+        assert seen["reload_uwsgi"] >= {
+            "systemctl is-active", "$SUDO systemctl start", "$SUDO systemctl restart",
+            "$SUDO systemctl reload", "systemctl show", "readlink", "cmp"}
+    else:
+        assert "$SUDO supervisorctl" in seen["reload_uwsgi"]
+        assert not any("systemctl" in c for c in seen["reload_uwsgi"])
+    assert ("$SUDO readlink" in seen["reload_uwsgi"]) == as_other
+    assert ("$SUDO timeout" in seen["reload_uwsgi"]) == as_other
+    assert seen["reload_nginx"] >= {"systemctl is-active", "cmp", "$SUDO nginx",
+                                    "$SUDO systemctl reload", "$SUDO systemctl start"}
+    assert seen["layout"] == {"getent", "$SUDO groupadd", "$SUDO install"}
+
+
+def test_the_checks_before_the_switch_need_no_sudo() -> None:
+    p = Paths("/srv/app", "app")
+    for text in (checks.nginx_check(p, NAME), checks.import_check(p, NAME)):
+        assert "$SUDO" not in text
+    # unit_check only asks sudo what it allows (sudo -l), it runs nothing through it
+    assert [c for c in commands(checks.unit_check(p, NAME, "web1")) if c[0]] == []
+
+
+def test_remote_run_sets_sudo_for_privileged_scripts(monkeypatch: pytest.MonkeyPatch,
+                                                     make_app, sh) -> None:
+    from fabric import Config
+
+    from wsgiship.config import Host
+    from wsgiship.remote import Remote
+
+    def remote(user: str, password: str | None = None) -> tuple[Remote, list[str]]:
+        config = Config(overrides={"sudo": {"password": password}}) if password else None
+        r = Remote(Host("web1", "192.0.2.1", make_app(), user=user), config)
+        seen: list[str] = []
+
+        def run(how: str) -> Callable[..., object]:
+            def go(command: str, **_: object) -> object:
+                seen.append(how)
+                res = sh(shlex.split(command)[2])
+                return type("R", (), {"exited": res.returncode, "stdout": res.stdout,
+                                      "stderr": res.stderr})()
+            return go
+
+        monkeypatch.setattr(r.conn, "run", run("run"))
+        monkeypatch.setattr(r.conn, "sudo", run("sudo"))
+        return r, seen
+
+    body = shell.script(['echo "[$SUDO]"'])
+    r, seen = remote("root")
+    assert r.run(body, priv=True).stdout == "[]\n" and seen == ["run"]
+    r, seen = remote("deploy")
+    assert r.run(body, priv=True).stdout == "[sudo -n]\n" and seen == ["run"]
+    assert not r.run(body, check=False).ok  # unprivileged: no $SUDO at all (set -u)
+    r, seen = remote("deploy", password="secret")
+    assert r.run(body, priv=True).stdout == "[]\n" and seen == ["sudo"]

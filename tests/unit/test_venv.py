@@ -1,0 +1,168 @@
+"""wsgiship.commands.venv: the venv key, and ensure() run with a fake python whose venv has a
+fake pip."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from fakes import HOSTILE, NAME, add_release, body_lines, line_with, paths, rel
+
+from wsgiship import source
+from wsgiship.commands import venv
+from wsgiship.layout import Paths
+
+
+def test_venv_ensure_quotes_python_and_key() -> None:
+    text = venv.ensure(Paths("/srv/app", "app"), NAME, HOSTILE, "py " + HOSTILE)
+    assert shlex.split(body_lines(text)[0])[0] == f"V=/srv/app/venvs/{HOSTILE};"
+    argv = shlex.split(line_with(text, " -m venv "))
+    build = shlex.split(argv[argv.index("-c") + 1])  # the build runs in its own bash -c
+    assert build[build.index("-m") - 1] == "py " + HOSTILE
+    assert shlex.split(line_with(text, "ln -sfn"))[2] == "../../venvs/" + HOSTILE
+
+
+def test_venv_key_is_stable() -> None:
+    key = venv.venv_key("flask\n", "python3", "3.11.2")
+    assert key == venv.venv_key("flask\n", "python3", "3.11.2")
+    assert len(key) == 16 and all(c in "0123456789abcdef" for c in key)
+
+
+@pytest.mark.parametrize("change", [
+    ("flask==3.1\n", "python3", "3.11.2"),
+    ("flask\nredis\n", "python3", "3.11.2"),
+    ("flask\n", "python3.12", "3.11.2"),
+    ("flask\n", "python3", "3.11.9"),
+])
+def test_venv_key_changes_with_requirements_or_python(change: tuple[str, str, str]) -> None:
+    assert venv.venv_key(*change) != venv.venv_key("flask\n", "python3", "3.11.2")
+
+
+def test_venv_key_fields_cannot_run_together() -> None:
+    assert venv.venv_key("b", "python3", "3.11.") != venv.venv_key("", "python3", "3.11.b")
+
+
+def test_venv_key_inputs_are_requirements_and_python_only() -> None:
+    assert list(inspect.signature(venv.venv_key).parameters) == [
+        "requirements", "python", "python_version"]
+
+
+def test_a_code_change_keeps_the_venv_key(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.txt").write_text("flask\n")
+    (app / "app.py").write_text("v = 1\n")
+    before = source.collect(app)
+    (app / "app.py").write_text("v = 2\n")
+    (app / "new.py").write_text("x = 1\n")
+    after = source.collect(app)
+    assert before.revision != after.revision
+    assert (venv.venv_key(before.requirements, "python3", "3.11.2")
+            == venv.venv_key(after.requirements, "python3", "3.11.2"))
+    (app / "requirements.txt").write_text("flask\nredis\n")
+    changed = source.collect(app)
+    assert (venv.venv_key(changed.requirements, "python3", "3.11.2")
+            != venv.venv_key(after.requirements, "python3", "3.11.2"))
+
+
+# --- venv.ensure, with a fake python whose venv has a fake pip ---
+
+
+FAKE_PYTHON = r"""#!/bin/bash
+echo "python $*" >> "$CALLS"
+[ "$1" = -m ] && [ "$2" = venv ] || exit 9
+mkdir -p "$3/bin"
+cat > "$3/bin/pip" <<'PIP'
+#!/bin/bash
+echo "pip $*"
+if grep -q no-such-package "${@: -1}"; then
+  echo "ERROR: No matching distribution found for no-such-package" >&2; exit 1
+fi
+PIP
+chmod +x "$3/bin/pip"
+"""
+
+
+@pytest.fixture
+def fake_python(tmp_path: Path) -> Path:
+    path = tmp_path / "bin" / "fake-python"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(FAKE_PYTHON)
+    path.chmod(0o755)
+    return path
+
+
+def release_with_requirements(root: Path, name: str, requirements: str) -> Path:
+    r = add_release(root, name, venv_key=None)
+    (r / ".wsgiship" / "requirements.txt").write_text(requirements)
+    return r
+
+
+def test_venv_is_built_once_then_reused(deploy: Path, fake_python: Path, tmp_path: Path,
+                                        sh) -> None:
+    calls = tmp_path / "calls"
+    env = {"CALLS": str(calls)}
+    p = paths(deploy)
+    r1 = release_with_requirements(deploy, rel(1), "flask\n")
+    res = sh(venv.ensure(p, rel(1), "k1", str(fake_python)), env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "venv=created\n"
+    assert (deploy / "venvs" / "k1" / ".complete").is_file()
+    assert os.readlink(r1 / ".venv") == "../../venvs/k1"
+    assert (r1 / ".venv").resolve() == deploy / "venvs" / "k1"
+    log = (r1 / ".wsgiship" / "pip.log").read_text()
+    assert log.startswith("pip install ")
+    assert f" -r {r1}/.wsgiship/requirements.txt" in log
+    r2 = release_with_requirements(deploy, rel(2), "flask\n")
+    res = sh(venv.ensure(p, rel(2), "k1", str(fake_python)), env=env)
+    assert res.stdout == "venv=reused\n"
+    assert os.readlink(r2 / ".venv") == "../../venvs/k1"
+    assert calls.read_text().splitlines() == [f"python -m venv {deploy}/venvs/k1"]
+
+
+def test_an_incomplete_venv_is_rebuilt(deploy: Path, fake_python: Path, tmp_path: Path,
+                                       sh) -> None:
+    release_with_requirements(deploy, rel(1), "flask\n")
+    (deploy / "venvs" / "k1" / "lib").mkdir(parents=True)  # an interrupted build
+    (deploy / "venvs" / "k1" / "lib" / "junk").write_text("x")
+    res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python)),
+             env={"CALLS": str(tmp_path / "calls")})
+    assert res.stdout == "venv=created\n"
+    assert not (deploy / "venvs" / "k1" / "lib" / "junk").exists()
+    assert (deploy / "venvs" / "k1" / ".complete").is_file()
+
+
+def test_a_failed_pip_install_leaves_no_venv(deploy: Path, fake_python: Path, tmp_path: Path,
+                                             sh) -> None:
+    r = release_with_requirements(deploy, rel(1), "no-such-package\n")
+    res = sh(venv.ensure(paths(deploy), rel(1), "bad", str(fake_python)),
+             env={"CALLS": str(tmp_path / "calls")})
+    assert res.returncode == 1
+    assert "No matching distribution found for no-such-package" in res.stderr
+    assert not (deploy / "venvs" / "bad").exists()
+    assert not (r / ".venv").is_symlink()
+    assert "no-such-package" in (r / ".wsgiship" / "pip.log").read_text()
+
+
+def test_an_abandoned_build_is_killed_before_rebuilding(deploy: Path, fake_python: Path,
+                                                       tmp_path: Path, sh) -> None:
+    # A deploy whose connection was cut left its pip running in its own session.
+    release_with_requirements(deploy, rel(1), "flask\n")
+    orphan = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        (deploy / "venvs" / "k1.builder").write_text(f"{orphan.pid}\n")
+        res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python)),
+                 env={"CALLS": str(tmp_path / "calls")})
+        assert res.returncode == 0, res.stderr
+        assert orphan.wait(timeout=5) == -signal.SIGKILL
+        assert res.stdout == "venv=created\n"
+        assert not (deploy / "venvs" / "k1.builder").exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

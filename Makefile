@@ -9,13 +9,14 @@ DEMO_URL := http://127.0.0.1:8080/
 
 .PHONY: demo stop test lint unit integration bench system-deps venv clean
 
-# Debian packages the local test server needs (debootstrap builds it; ssh talks to it).
+# Debian packages the local test server needs (debootstrap builds it; ssh talks to it), and
+# the checkers the unit tests run on rendered files (systemd-analyze, visudo).
 system-deps:
 	@command -v debootstrap >/dev/null && command -v ssh-keygen >/dev/null && command -v curl >/dev/null \
-	  && command -v git >/dev/null && command -v systemd-analyze >/dev/null \
+	  && command -v git >/dev/null && command -v systemd-analyze >/dev/null && command -v visudo >/dev/null \
 	  && python3 -c 'import ensurepip' 2>/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	       debootstrap openssh-client curl git python3-venv systemd >/dev/null; }
+	       debootstrap openssh-client curl git python3-venv systemd sudo >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

@@ -15,9 +15,9 @@ from wsgiship.errors import WsgishipError
 from wsgiship.hosts import Target
 from wsgiship.remote import Remote
 
-# Hosts a call of this program already served: Fabric calls a task once per -H host, but the
+# (task, host) pairs this program already served: Fabric calls a task once per -H host, but the
 # tasks serve every host in the first call (wsgiship.hosts runs them).
-_served: set[str] = set()
+_served: set[tuple[str, str]] = set()
 
 
 def resolve(c: Any) -> Target:
@@ -51,14 +51,14 @@ def cli_hosts(c: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def serve_once(c: Any) -> list[Target] | None:
-    """A Target for every -H host on the first call; None on the calls after it."""
+def serve_once(c: Any, task: str) -> list[Target] | None:
+    """A Target for every -H host on the task's first call; None on the calls after it."""
     if not isinstance(c, Connection):
         return [resolve(c)]  # no host: resolve explains
-    if c.original_host in _served:
+    if (task, c.original_host) in _served:
         return None
     names = cli_hosts(c)
-    _served.update(names)
+    _served.update((task, name) for name in names)
     return [resolve(c if name == c.original_host else Connection(name, config=c.config))
             for name in names]
 

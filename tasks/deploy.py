@@ -18,7 +18,7 @@ from .common import clean_exit, serve_once
 @clean_exit
 def deploy(c: Any) -> None:
     """Ship the app: new release, venv, configs, switch, reload uWSGI + nginx, health check."""
-    targets = serve_once(c)
+    targets = serve_once(c, "deploy")
     if targets is None:
         return
     printer = Printer()

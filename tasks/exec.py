@@ -47,7 +47,7 @@ def exec_(c: Any) -> None:
     """Run a command in the current release, as the app's user, with its venv and env: -- CMD."""
     if not COMMAND:
         raise WsgishipError("nothing to run: fab exec -H HOST -- COMMAND [ARGS...]")
-    targets = serve_once(c)
+    targets = serve_once(c, "exec")
     if targets is None:
         return
     utf8_stdio()

@@ -26,7 +26,7 @@ def logs(c: Any, lines: int = 50, follow: bool = False, source: str = "", grep: 
          since: str = "") -> None:
     """Show the app's uWSGI log and nginx logs, each line labelled with its host and source."""
     query = make_query(source, lines, grep, since, follow)
-    targets = serve_once(c)
+    targets = serve_once(c, "logs")
     if targets is None:
         return
     utf8_stdio()

@@ -20,7 +20,7 @@ from .common import clean_exit, serve_once
 @clean_exit
 def rollback(c: Any, to: str = "") -> None:
     """Go back to the previous good release (or --to RELEASE): switch, reload, health check."""
-    targets = serve_once(c)
+    targets = serve_once(c, "rollback")
     if targets is None:
         return
     printer = Printer()
@@ -39,7 +39,7 @@ def rollback(c: Any, to: str = "") -> None:
 @clean_exit
 def releases(c: Any) -> None:
     """List releases: revision, deployed at, by whom, status, and which is current."""
-    targets = serve_once(c)
+    targets = serve_once(c, "releases")
     if targets is None:
         return
     printer = Printer()
@@ -48,6 +48,7 @@ def releases(c: Any) -> None:
         state = read_releases(t.remote, t.host.app)
         if not state.releases:
             printer.plain(t.label, f"no releases in {t.host.app.deploy_to}")
+            return
         for line in releases_table(state):
             printer.plain(t.label, line)
 
@@ -58,7 +59,7 @@ def releases(c: Any) -> None:
 @clean_exit
 def unlock(c: Any) -> None:
     """Remove a deploy lock left behind, saying whose it was."""
-    targets = serve_once(c)
+    targets = serve_once(c, "unlock")
     if targets is None:
         return
     printer = Printer()

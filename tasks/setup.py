@@ -20,7 +20,7 @@ from .common import clean_exit, serve_once
 @clean_exit
 def setup(c: Any) -> None:
     """Make a fresh Debian/Ubuntu server ready for deploys (idempotent; logs in as setup_user)."""
-    targets = serve_once(c)
+    targets = serve_once(c, "setup")
     if targets is None:
         return
     printer = Printer()

@@ -18,7 +18,15 @@ class WsgishipError(Exception):
         self.host = host
 
     def __str__(self) -> str:
-        return f"{self.host}: {self.message}" if self.host else self.message
+        return self.describe()
+
+    def describe(self, with_host: bool = True) -> str:
+        """The whole text: `host: message` (or the message alone), then any detail lines."""
+        head = f"{self.host}: {self.message}" if self.host and with_host else self.message
+        return head + self._detail()
+
+    def _detail(self) -> str:
+        return ""
 
     @property
     def reason(self) -> str:
@@ -39,12 +47,11 @@ class RemoteError(WsgishipError):
         super().__init__(message, host=host)
         self.detail = detail
 
-    def __str__(self) -> str:
-        base = super().__str__()
+    def _detail(self) -> str:
         if not self.detail.strip():
-            return base
+            return ""
         lines = self.detail.rstrip().splitlines()[-30:]
-        return base + "\n" + "\n".join("  | " + line for line in lines)
+        return "\n" + "\n".join("  | " + line for line in lines)
 
 
 class ConnectionLost(RemoteError):

@@ -59,6 +59,15 @@ def state_command(p: Paths, log_lines: int = 1000) -> str:
     ])
 
 
+def _json_object(text: str) -> dict | None:
+    """A JSON object from one line; None for anything else (cut short, hand-edited)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def parse_state(text: str) -> State:
     current, lock, rows, log = "", "", [], []
     for line in text.splitlines():
@@ -71,10 +80,9 @@ def parse_state(text: str) -> State:
         elif kind == "lock":
             lock = rest
         elif kind == "log":
-            try:
-                log.append(json.loads(rest))
-            except ValueError:
-                continue
+            entry = _json_object(rest)
+            if entry is not None:
+                log.append(entry)
     last: dict[str, dict] = {}
     for entry in log:
         if entry.get("action") == "deploy" and entry.get("release"):
@@ -111,9 +119,8 @@ def rollback_target(state: State, to: str = "") -> str:
 
 def describe_lock(text: str, stale_after: int, now: float | None = None) -> str:
     """'user@machine (action) since T' from the lock's holder file; STALE when old."""
-    try:
-        info = json.loads(text.strip().splitlines()[0])
-    except (ValueError, IndexError):
+    info = _json_object(text.strip().splitlines()[0] if text.strip() else "")
+    if info is None:
         return "an unknown holder (unreadable lock)"
     since = info.get("since", "?")
     msg = f"{info.get('by', '?')} ({info.get('action', 'deploy')}) since {since}"

@@ -131,7 +131,7 @@ def show(hosts: Sequence[HostLogs], printer: Printer) -> int:
         if outcome.error is not None:
             if len(hosts) == 1:
                 raise outcome.error
-            printer.note(label, f"error: {outcome.error.message}")
+            printer.note(label, f"error: {outcome.error.describe(with_host=False)}")
             failed += 1
             continue
         for kind, source, text in outcome.value or ():
@@ -242,7 +242,7 @@ class Follow:
         if len(self.hosts) == 1:
             self.error = exc
             return
-        text = exc.message
+        text = exc.describe(with_host=False)
         if not text.startswith("connection lost"):
             text = f"error: {text}"
         self.printer.note(host.label, text)

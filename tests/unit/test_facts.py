@@ -59,6 +59,8 @@ def test_parse_state(text: str, expected: State) -> None:
     # a line that is not JSON (cut short, hand-edited) is skipped, the others kept in order
     ([log(n="1"), 'log\t{"action": "deploy", "rel', "log\tnot json at all", log(n="2")],
      ({"n": "1"}, {"n": "2"})),
+    # JSON that is not an object is no entry either
+    ([log(n="1"), "log\t42", "log\tnull", 'log\t["a"]', log(n="2")], ({"n": "1"}, {"n": "2"})),
     ([], ()),
 ])
 def test_parse_state_reads_the_deploy_log(lines: list[str], expected_log: tuple[dict, ...]) -> None:
@@ -162,6 +164,10 @@ HOLDER = json.dumps({"by": "alice@laptop", "action": "rollback", "since": SINCE,
     ("", AT, "an unknown holder (unreadable lock)"),
     ("not json", AT, "an unknown holder (unreadable lock)"),
     ('{"by": "alice', AT, "an unknown holder (unreadable lock)"),
+    ("[]", AT, "an unknown holder (unreadable lock)"),       # JSON, but not an object
+    ('"x"', AT, "an unknown holder (unreadable lock)"),
+    ("42", AT, "an unknown holder (unreadable lock)"),
+    ("null", AT, "an unknown holder (unreadable lock)"),
     # no (usable) since: no age to tell
     ('{"by": "alice@laptop"}', AT, "alice@laptop (deploy) since ?"),
     ('{"by": "alice@laptop", "since": "yesterday"}', AT, "alice@laptop (deploy) since yesterday"),

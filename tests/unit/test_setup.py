@@ -296,7 +296,6 @@ def test_sudo_rules(case: str) -> None:
     assert setup.sudo_rules(*RULES_FOR[case]) == SUDO_RULES[case]
 
 
-@pytest.mark.skipif(shutil.which("visudo") is None, reason="needs visudo (sudo)")
 @pytest.mark.parametrize("case", SUDO_RULES)
 def test_sudo_rules_pass_visudo(tmp_path: Path, case: str) -> None:
     rules = tmp_path / "rules"
@@ -353,7 +352,7 @@ def test_nginx(tmp_path: Path, fakebin: Path, sh, remove_default: bool, default_
     if default_there:
         default.symlink_to("../sites-available/default")
     body = swap(setup.nginx(remove_default), "/etc/nginx/sites-enabled/default", default,
-                2 if remove_default else 0)
+                3 if remove_default else 0)
     res = sh(body, env=fake_env(fakebin, **env))
     assert res.returncode == 0, res.stderr
     assert res.stdout == (f"changed={changed}\n" if changed else "")
@@ -362,4 +361,14 @@ def test_nginx(tmp_path: Path, fakebin: Path, sh, remove_default: bool, default_
     assert done[0] == "systemctl is-enabled -q nginx"
     assert ("systemctl enable -q nginx" in done) == (env.get("ENABLED") == "0")
     assert done[done.index("systemctl is-active -q nginx") + 1:] == after
+
+
+def test_nginx_removes_a_dangling_default_site_link(tmp_path: Path, fakebin: Path, sh) -> None:
+    default = tmp_path / "default"
+    default.symlink_to(tmp_path / "gone")
+    body = swap(setup.nginx(True), "/etc/nginx/sites-enabled/default", default, 3)
+    res = sh(body, env=fake_env(fakebin))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "changed=default site removed\n"
+    assert not default.is_symlink()
 

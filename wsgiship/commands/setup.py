@@ -124,8 +124,9 @@ def nginx(remove_default: bool) -> str:
     """nginx enabled and running; its default site removed when asked."""
     lines = ["did=()"]
     if remove_default:
-        lines.append("if [ -e /etc/nginx/sites-enabled/default ]; then"
-                     " rm -f /etc/nginx/sites-enabled/default; did+=('default site removed'); fi")
+        default = "/etc/nginx/sites-enabled/default"
+        lines.append(f"if [ -e {default} ] || [ -L {default} ]; then"  # a dangling link too
+                     f" rm -f {default}; did+=('default site removed'); fi")
     lines += [
         "systemctl is-enabled -q nginx 2>/dev/null || { systemctl enable -q nginx; did+=(enabled); }",
         "if ! systemctl is-active -q nginx; then systemctl start nginx; did+=(started);",

@@ -26,7 +26,8 @@ def authorized_keys(host: Host) -> tuple[str, ...]:
         except OSError as exc:
             raise WsgishipError(f"hosts.{host.alias}.authorized_keys: cannot read "
                               f"{path}: {exc.strerror}") from None
-        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        keys += [line.strip() for line in lines
+                 if line.strip() and not line.strip().startswith("#")]
     return tuple(keys)
 
 

@@ -13,6 +13,7 @@ from invoke import Exit
 from wsgiship import config
 from wsgiship.errors import WsgishipError
 from wsgiship.hosts import Target
+from wsgiship.output import visible_lines
 from wsgiship.remote import Remote
 
 # (task, host) pairs this program already served: Fabric calls a task once per -H host, but the
@@ -71,7 +72,8 @@ def clean_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except WsgishipError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            # remote text (a lock holder, a response body, a log line) must not drive the terminal
+            raise Exit(f"error: {visible_lines(str(exc))}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
 

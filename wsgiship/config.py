@@ -70,11 +70,15 @@ class App:
     def wsgi_is_factory(self) -> bool:
         return self.wsgi.endswith("()")
 
-    def runs_as(self, login_user: str) -> str:
-        """The user the app runs as: app_user, else the login user (www-data for a root login)."""
-        if self.app_user:
-            return self.app_user
-        return "www-data" if login_user == "root" else login_user
+    def runs_as(self, login_user: str = "") -> str:
+        """The user the app runs as: app_user, else its own, `wsgiship-<name>` (never the login
+        user by default: the app must not be able to write its own code)."""
+        return self.app_user or default_app_user(self.name)
+
+
+def default_app_user(name: str) -> str:
+    """The app's own user: a Unix name (lower case, at most 32 characters) from the app's."""
+    return f"wsgiship-{name.lower().replace('_', '-')}"[:32].rstrip("-")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Host:
     connect_timeout: int = 15
     setup_user: str = "root"
     authorized_keys: tuple[Path, ...] = ()
+    forward_agent: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def visible_lines(text: str) -> str:
+    """Several lines, each made visible (the newlines kept)."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
 class Printer:
     """Writes whole lines to stdout (results) and stderr (notes), UTF-8, from many threads."""
 

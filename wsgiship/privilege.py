@@ -50,10 +50,11 @@ def root(*argv: object, granted: bool = True) -> RootCommand:
     return RootCommand(tuple(a if isinstance(a, Raw) else str(a) for a in argv), granted)
 
 
-def as_root_if(other: bool, *argv: object) -> str:
-    """A command that needs root only when uWSGI runs as another user than the login user
-    (its fifo and /proc entries are that user's)."""
-    return str(root(*argv, granted=False)) if other else cmd(*argv)
+def as_app(*argv: object) -> str:
+    """A command run as the app's user (its fifo, its /proc entries, its hooks): `$AS_APP cmd`,
+    where Remote.run(app_user=...) sets $AS_APP to `sudo -n -u APP --` (the deploy user may act
+    as the app, never as root), `runuser -u APP --` as root, or nothing when the login is it."""
+    return "$AS_APP " + cmd(*argv)
 
 
 def _sudoers_escape(arg: str) -> str:

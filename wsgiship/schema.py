@@ -16,6 +16,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # module path, then a callable, optionally called as a factory: pkg.mod:app or pkg.mod:create_app()
 WSGI_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\(\))?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SAFE_PATH_RE = re.compile(r"[A-Za-z0-9._/-]+")
+# every character str.splitlines() splits at: none may be inside a one-line value
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
 HOOK_POINTS = ("before_switch", "after_switch")
 
@@ -95,8 +98,9 @@ def _abspath(value: Any) -> str:
     if (not isinstance(value, str) or not value.startswith("/") or ".." in Path(value).parts
             or re.search(r"[\0\n]", value)):
         raise Bad("an absolute path such as /srv/myapp")
-    if re.search(r"[\s'\"\\$`]", value):
-        raise Bad("a path without spaces, quotes, backslashes, $ or `")
+    if not SAFE_PATH_RE.fullmatch(value):
+        raise Bad("a path of letters, digits and . _ - / only (it goes into shell scripts, "
+                  "sudo rules and the nginx site)")
     return value.rstrip("/") or "/"
 
 
@@ -128,7 +132,10 @@ def _static(value: Any) -> Mapping[str, str]:
     for url, directory in value.items():
         if not isinstance(url, str) or not re.fullmatch(r"/[\w./-]*", url):
             raise Bad(f"URL prefixes starting with / (got {show(url)})")
-        out[url.rstrip("/") + "/"] = _relpath(directory)
+        path = _relpath(directory)
+        if not SAFE_PATH_RE.fullmatch(path):
+            raise Bad(f"directories of letters, digits and . _ - / only (got {show(directory)})")
+        out[url.rstrip("/") + "/"] = path
     return MappingProxyType(out)
 
 
@@ -146,7 +153,7 @@ def _uwsgi(value: Any) -> Mapping[str, Any]:
         if not isinstance(key, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", key):
             raise Bad(f"uWSGI option names like harakiri or buffer-size (got {show(key)})")
         values = val if isinstance(val, list) else [val]
-        if any("\n" in str(v) or "\0" in str(v) for v in values):
+        if any(ch in str(v) for v in values for ch in "\0" + LINE_BREAKS):
             raise Bad("single-line values")
         out[key] = tuple(_scalar(v) for v in val) if isinstance(val, list) else _scalar(val)
     return MappingProxyType(out)
@@ -159,8 +166,9 @@ def _env(value: Any) -> Mapping[str, str]:
     for key, val in value.items():
         if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key):
             raise Bad(f"variable names like DATABASE_URL (got {show(key)})")
-        if re.search(r"[\0\n]", str(_scalar(val))):
-            raise Bad("single-line values")
+        text = str(_scalar(val))
+        if "\0" in text or any(ch in text for ch in LINE_BREAKS):
+            raise Bad(f"single-line values (got a line break or NUL in {key})")
         out[key] = str(val).lower() if isinstance(val, bool) else str(val)
     return MappingProxyType(out)
 
@@ -236,6 +244,7 @@ HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
     "connect_timeout": _int_in(1, 600),
     "setup_user": _match(USER_RE, "a Unix user name (root, or a user with full sudo)"),
     "authorized_keys": _relpaths_or_abs,
+    "forward_agent": _bool,
 }
 
 

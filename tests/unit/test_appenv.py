@@ -12,7 +12,7 @@ import pytest
 from fakes import HOSTILE, HOSTILE_TOUCH, PWNED, add_fakes, as_deploy, calls, priv, sudoed
 
 from wsgiship import privilege
-from wsgiship.commands.appenv import as_app_user, run_in
+from wsgiship.commands.appenv import run_in
 
 KEYS = ("T_A", "T_B", "T_C")
 # prints the KEYS as the command sees them, as JSON

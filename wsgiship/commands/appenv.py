@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..privilege import root
 from ..shell import cmd, q, script
 
 # Runs argv with the app's environment loaded as the app's wsgi.py loads it (the same KEY=VALUE
@@ -56,7 +55,3 @@ def run_in(directory: str, argv: Sequence[str]) -> str:
         f'exec "$VIRTUAL_ENV/bin/python" -c {q(ENV_EXEC)} {cmd(*argv)}',
     ])
 
-
-def as_app_user(body: str, user: str) -> str:
-    """The script `body` run as the app's user, from a login user with sudo (privileged)."""
-    return str(root("runuser", "-u", user, "--", "bash", "-c", body, granted=False))

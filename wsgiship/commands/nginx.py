@@ -1,4 +1,10 @@
-"""Pure builders for the app's nginx site: link it from `current`, test and reload nginx."""
+"""Pure builders for the app's nginx site.
+
+nginx's master runs as root and reads the site, so the site nginx loads is a root-owned file in
+/etc/nginx/sites-available (not a link into a release, which the deploy user writes). `fab setup`
+installs it; a deploy by root (or a user with full sudo) installs it when the release's rendered
+site differs; a restricted deploy user is refused before the switch, as for the service config.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +12,64 @@ from ..layout import Paths
 from ..privilege import RootCommand, root
 from ..shell import q, script
 
-
-def _link_available(p: Paths) -> RootCommand:
-    return root("ln", "-sfn", p.config("current", "nginx.conf"), p.nginx_available)
-
-
-def _link_enabled(p: Paths) -> RootCommand:
-    return root("ln", "-sfn", _enabled_target(p), p.nginx_enabled)
-
-
-def _enabled_target(p: Paths) -> str:
-    return f"../sites-available/{p.nginx_site}"
-
-
 TEST = root("nginx", "-t", "-q")
-RELOAD = root("systemctl", "reload", "nginx")
 START = root("systemctl", "start", "nginx")
+RELOAD = root("systemctl", "reload", "nginx", granted=False)  # only after installing a site
 
 
 def granted(p: Paths) -> list[RootCommand]:
     """The root commands of these builders a restricted deploy user is allowed (sudoers)."""
-    return [TEST, RELOAD, START, _link_available(p), _link_enabled(p)]
+    return [TEST, START]
 
 
-def link_site(p: Paths) -> list[str]:
-    """Script lines linking the site (sites-available -> current's nginx.conf, enabled ->
-    available) when not linked yet; each prints site=installed when it changed a link."""
-    site, available, enabled = p.config("current", "nginx.conf"), p.nginx_available, p.nginx_enabled
+def enabled_target(p: Paths) -> str:
+    return f"../sites-available/{p.nginx_site}"
+
+
+def site_installed(p: Paths, site: str) -> str:
+    """A condition: the installed site is a root-owned file with `site`'s text (comments aside)."""
+    available = q(p.nginx_available)
+    return (f'{{ [ -f {available} ] && [ ! -L {available} ]'
+            f' && [ "$(stat -c %U {available})" = root ]'
+            f' && cmp -s <(grep -v "^ *#" {q(site)}) <(grep -v "^ *#" {available}); }}')
+
+
+def install_site(p: Paths) -> list[str]:
+    """Script lines installing `current`'s site as a root-owned file and enabling it, when not
+    so yet (privileged); each prints site=installed when it changed something."""
+    site, enabled = p.config("current", "nginx.conf"), p.nginx_enabled
+    install = root("install", "-m", "644", "-o", "root", "-g", "root", site, p.nginx_available,
+                   granted=False)
+    link = root("ln", "-sfn", enabled_target(p), enabled, granted=False)
     return [
-        f'if [ "$(readlink {q(available)})" != {q(site)} ]; then {_link_available(p)};'
-        " echo site=installed; fi",
-        f'if [ "$(readlink {q(enabled)})" != {q(_enabled_target(p))} ]; then {_link_enabled(p)};'
+        f"if ! {site_installed(p, site)}; then {install}; echo site=installed; fi",
+        f'if [ "$(readlink {q(enabled)})" != {q(enabled_target(p))} ]; then {link};'
         " echo site=installed; fi",
     ]
 
 
-def reload_nginx(p: Paths, release: str, previous: str, force: bool = False) -> str:
-    """Test the whole nginx config and reload nginx — only when the site changed (privileged).
-
-    nginx reads the site through `current`; when the new release's site is the same as the
-    running one (comments aside), nginx has nothing new to read, and skipping the reload spares
-    the keep-alive connections a reload would close.
-    """
-    new = p.config(release, "nginx.conf")
-    old = p.config(previous, "nginx.conf") if previous else ""
+def site_check(p: Paths, release: str, host_label: str) -> str:
+    """Before the switch: if the release's site differs from the installed one, this user must
+    be allowed to install it (a restricted user gets it from `fab setup`)."""
+    new, src = p.config(release, "nginx.conf"), p.config("current", "nginx.conf")
     return script([
-        f"NEW={q(new)}; OLD={q(old)}; FORCE={int(force)}",
-        'if [ "$FORCE" = 0 ] && [ -n "$OLD" ] && systemctl is-active -q nginx'
-        ' && cmp -s <(grep -v "^ *#" "$NEW") <(grep -v "^ *#" "$OLD" 2>/dev/null); then',
-        "  echo nginx=unchanged; exit 0; fi",
+        f"A={q(p.nginx_available)}; NEW={q(new)}",
+        f'if [ -n "$SUDO" ] && ! {site_installed(p, new)}'
+        f' && ! sudo -n -l install -m 644 -o root -g root {q(src)} "$A" >/dev/null 2>&1; then',
+        f'  echo "the nginx site differs from $A and {host_label} may not install it: run'
+        f' fab setup -H {host_label} (as root) to install it" >&2',
+        '  diff -uN "$A" "$NEW" >&2 || true; exit 1',
+        "fi",
+    ])
+
+
+def reload_nginx(p: Paths, force: bool = False) -> str:
+    """Test the whole nginx config and reload nginx (privileged) — only when the site was just
+    installed (`force`), or start nginx when it is not running. nginx reads the installed
+    file, so an unchanged site needs no reload, which spares the keep-alive connections."""
+    return script([
+        f"FORCE={int(force)}",
+        'if [ "$FORCE" = 0 ] && systemctl is-active -q nginx; then echo nginx=unchanged; exit 0; fi',
         f"{TEST} 2>&1",
         f"if systemctl is-active -q nginx; then {RELOAD}; echo nginx=reloaded;",
         f"else {START}; echo nginx=started; fi",

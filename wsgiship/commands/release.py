@@ -66,7 +66,8 @@ def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
         f"R={q(r)}",
         f"mkdir -p {q(p.log_dir)} {q(p.run_dir)}",
         'mkdir "$R"',
-        f'tar -xzf {q(upload)} -C "$R" --no-same-owner',
+        # modes from the umask whoever logs in (as root, tar would keep the archive's)
+        f'tar -xzf {q(upload)} -C "$R" --no-same-owner --no-same-permissions',
         f"rm -f {q(upload)}",
     ]
     for d in shared_dirs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import managers
 from ..layout import CONFIG_DIR, Paths
 from ..managers import ServiceManager
-from ..privilege import as_root_if, root
+from ..privilege import as_app, root
 from ..shell import Raw, q, script
 from . import nginx
 
@@ -26,20 +26,35 @@ def install_config(p: Paths) -> str:
             f" {manager(p).apply_config}; echo unit=installed; fi")
 
 
+def create_app_user(user: str) -> str:
+    """The app's own user, if missing: no login, no home, primary group www-data (it reads the
+    code through the group; nginx reads its static files and socket the same way)."""
+    add = root("useradd", "--system", "--gid", "www-data", "--no-create-home", "--home-dir",
+               "/nonexistent", "--shell", "/usr/sbin/nologin", user, granted=False)
+    return f"id -u {q(user)} >/dev/null 2>&1 || {add}"
+
+
+def hand_to_app(path: str, app_user: str) -> str:
+    """Give a shared path to the app user unless it has it; a planted symlink is refused."""
+    # -R: what an earlier app user left inside (its log file) is the app's now; -h: a link
+    # inside is changed itself, never followed
+    chown = root("chown", "-R", "-h", f"{app_user}:www-data", path, granted=False)
+    return (f"if [ -L {q(path)} ]; then echo {q(f'refusing: {path} is a symbolic link')} >&2;"
+            f" exit 1; fi; [ \"$(stat -c %U {q(path)})\" = {q(app_user)} ] || {chown}")
+
+
 def install(p: Paths, login_user: str, app_user: str,
             shared: tuple[str, ...] = ()) -> str:
-    """Install the service config from `current` when it differs, link the nginx site
-    (privileged: root commands carry $SUDO)."""
-    lines = [install_config(p), *nginx.link_site(p)]
+    """Install the service config and the nginx site from `current` when they differ, create
+    the app's user and hand it its dirs (privileged: root commands carry $SUDO)."""
+    lines = [install_config(p), *nginx.install_site(p)]
     if app_user != login_user:
         owned = [p.log_dir, p.run_dir, *(f"{p.shared}/{s}" for s in shared)]
-        # `fab setup` already gave these to the app user; chown only what is not yet theirs
-        lines += [f'[ "$(stat -c %U {q(o)})" = {q(app_user)} ] || '
-                  f'{root("chown", f"{app_user}:www-data", o, granted=False)}' for o in owned]
+        lines += [create_app_user(app_user), *(hand_to_app(o, app_user) for o in owned)]
     return script(lines)
 
 
-def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other: bool,
+def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
                  wait: int = 120) -> str:
     """Make every uWSGI worker serve `release` (privileged).
 
@@ -47,20 +62,21 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
     an unchanged service config: chain reload (fifo `c`, one worker at a time, no stall).
     Otherwise: graceful reload (re-exec the master, re-read the ini). Either way, wait until
     every worker runs in the new release's directory (workers chdir there after fork) — a
-    reload request returns before that. `as_other`: uWSGI runs as another user than the login
-    (its fifo and /proc entries then need $SUDO).
+    reload request returns before that. uWSGI's fifo and /proc entries are the app user's:
+    they are used through $AS_APP (run it with Remote.run(app_user=...)).
     """
     m, cfg = manager(p), CONFIG_DIR
     new, old = q(p.release(release)), q(p.release(previous) if previous else "")
-    chain = as_root_if(as_other, "timeout", "5", "sh", "-c", f"printf c > {p.fifo}")
-    worker_dir = as_root_if(as_other, "readlink", Raw('"/proc/$w/cwd"'))
+    # the master always reads its fifo; the timeout is for a master gone meanwhile
+    chain = f"printf c | {as_app('timeout', '5', 'tee', p.fifo)} >/dev/null"
+    worker_dir = as_app("readlink", Raw('"/proc/$w/cwd"'))
     return script([
         f"NEW={new}; OLD={old}",
         f"chain() {{ {chain}; }}",
         f"if ! {m.is_active}; then",
         f"  if {m.start}; then echo uwsgi=started; else",
         f"    {m.why_not_started}",
-        f"    tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+        f"    {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi",
         'elif [ "${UNIT_CHANGED:-0}" = 1 ]; then',
         # a changed unit (e.g. another user) needs a fresh start, not a signal to the old one
         f"  {m.restart}; echo uwsgi=restarted",
@@ -69,7 +85,7 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
         '  if [ -n "$OLD" ] && [ "${UNIT_CHANGED:-0}" = 0 ] && [ -d "$OLD" ]'
         ' && [ "$(readlink "$NEW/.venv")" = "$(readlink "$OLD/.venv")" ]'
         f' && cmp -s <(grep -v "^;" "$NEW/{cfg}/uwsgi.ini") <(grep -v "^;" "$OLD/{cfg}/uwsgi.ini")'
-        f" && [ -p {q(p.fifo)} ]; then mode=chain; fi",
+        f" && {as_app('test', '-p', p.fifo)}; then mode=chain; fi",
         '  if [ $mode = chain ]; then',
         "    chain || mode=graceful",
         "  fi",
@@ -95,7 +111,7 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
         '  if [ $SECONDS -ge $deadline ]; then',
         '    echo "only $ready of $total workers serve the new release after ' + str(int(wait))
         + 's" >&2',
-        f"    tail -n 20 {q(p.app_log)} >&2 || true; exit 1; fi",
+        f"    {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi",
         # a `c` sent while the master is still finishing the previous chain reload is dropped
         # ("chain reload already running"): with no worker moving for 3 s, send it again
         '  if [ "${mode:-}" = chain ]; then',
@@ -109,5 +125,5 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int, as_other
 
 
 def error_log_tail(p: Paths, lines: int = 20) -> str:
-    """The last lines of the app's uWSGI log."""
-    return script([f"tail -n {int(lines)} {q(p.app_log)} 2>/dev/null || true"])
+    """The last lines of the app's uWSGI log (read as the app: run with app_user)."""
+    return script([f"{as_app('tail', '-n', int(lines), p.app_log)} 2>/dev/null || true"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import managers
 from ..layout import Paths
 from ..shell import cmd, q, script
-from . import nginx as site
+from .nginx import granted as nginx_granted
 
 UNSUPPORTED_OS = 50
 NGINX_FLAVOURS = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
@@ -48,38 +48,77 @@ def packages(extra: tuple[str, ...] = ()) -> str:
     ])
 
 
+# The deploy user's own files are written as that user (runuser): root never follows a link
+# the user planted in its home.
+USER_KEYS = r'''
+set -euo pipefail
+umask 077
+S="$(getent passwd "$(id -un)" | cut -d: -f6)/.ssh"
+mkdir -p "$S"; chmod 700 "$S"; touch "$S/authorized_keys"; chmod 600 "$S/authorized_keys"
+for key in "$@"; do
+  if ! grep -qxF -- "$key" "$S/authorized_keys"; then
+    printf '%s\n' "$key" >> "$S/authorized_keys"; echo added; fi
+done
+'''
+
+
 def deploy_user(user: str, keys: tuple[str, ...]) -> str:
-    """The deploy user, in group adm (to read logs), with the given authorized keys."""
-    home_ssh = f"$(getent passwd {q(user)} | cut -d: -f6)/.ssh"
+    """The deploy user, in groups adm and www-data (to read logs, nginx's and the app's), with
+    the given authorized keys."""
     lines = [
         "did=()",
         f"if ! id -u {q(user)} >/dev/null 2>&1; then useradd -m -s /bin/bash {q(user)};"
         " did+=(created); fi",
-        f"if ! id -nG {q(user)} | tr ' ' '\\n' | grep -qx adm; then usermod -aG adm {q(user)};"
-        " did+=('added to adm'); fi",
-        f'S="{home_ssh}"',
-        f'install -d -m 700 -o {q(user)} -g "$(id -gn {q(user)})" "$S"',
-        'touch "$S/authorized_keys"',
     ]
-    for key in keys:
-        lines.append(f'if ! grep -qxF {q(key)} "$S/authorized_keys"; then'
-                     f' printf "%s\\n" {q(key)} >> "$S/authorized_keys"; did+=("key added"); fi')
+    for group in ("adm", "www-data"):
+        lines.append(f"if ! id -nG {q(user)} | tr ' ' '\\n' | grep -qx {group}; then"
+                     f" usermod -aG {group} {q(user)}; did+=('added to {group}'); fi")
     lines += [
-        f'chown {q(user)} "$S/authorized_keys"; chmod 600 "$S/authorized_keys"',
+        f"added=$({cmd('runuser', '-u', user, '--', 'bash', '-c', USER_KEYS, 'keys', *keys)})",
+        '[ -z "$added" ] || did+=("key added")',
         '[ ${#did[@]} -eq 0 ] || echo "changed=${did[*]}"',
     ]
     return script(lines)
 
 
-def layout(p: Paths, owner: str, app_user: str) -> str:
-    """<deploy_to> and its dirs: owner, group www-data, setgid; run and log dirs for the app."""
+def _not_a_link(path: str) -> str:
+    why = f"refusing: {path} is a symbolic link; remove it, then run fab setup again"
+    return f"if [ -L {q(path)} ]; then echo {q(why)} >&2; exit 1; fi"
+
+
+def _owned(path: str, who: str, mode: str, kind: str, recurse: bool = False) -> str:
+    """`path` as a dir (or file) of `who`, group www-data, `mode`: made when missing, fixed when
+    not so; never through a symbolic link."""
+    make = (cmd("install", "-d", "-o", who, "-g", "www-data", "-m", mode, path) if kind == "dir"
+            else cmd("install", "-m", mode, "-o", who, "-g", "www-data", "/dev/null", path))
+    # recurse: an earlier app user's files inside (its log) go along; -h: links never followed
+    fix = (f"chown {'-R ' if recurse else ''}-h {q(who + ':www-data')} {q(path)};"
+           f" chmod {mode} {q(path)}")
+    return (f"{_not_a_link(path)}; if [ ! -e {q(path)} ]; then {make}; did+=({q(path)});"
+            f' elif [ "$(stat -c %U:%G:%a {q(path)})" != {q(f"{who}:www-data:{mode}")} ];'
+            f" then {fix}; did+=({q(path)}); fi")
+
+
+def layout(p: Paths, owner: str, app_user: str, shared_dirs: tuple[str, ...] = (),
+           shared_files: tuple[str, ...] = ()) -> str:
+    """<deploy_to> and its dirs: owner, group www-data, setgid; the app's user with its run and
+    log dirs and the shared dirs and files (which it writes). A symbolic link anywhere on the
+    way is refused: root never follows a link the deploy user could have planted."""
     lines = ["getent group www-data >/dev/null || groupadd --system www-data", "did=()"]
+    if app_user not in (owner, "root"):
+        add = cmd("useradd", "--system", "--gid", "www-data", "--no-create-home", "--home-dir",
+                  "/nonexistent", "--shell", "/usr/sbin/nologin", app_user)
+        lines.append(f"if ! id -u {q(app_user)} >/dev/null 2>&1; then {add};"
+                     f" did+=({q('user ' + app_user)}); fi")
     for d in p.dirs:
-        who = app_user if d in (p.run_dir, p.log_dir) else owner
-        lines.append(
-            f'if [ "$(stat -c %U:%G:%a {q(d)} 2>/dev/null)" != {q(who + ":www-data:2750")} ];'
-            f" then {cmd('install', '-d', '-o', who, '-g', 'www-data', '-m', '2750', d)};"
-            f" did+=({q(d)}); fi")
+        apps = d in (p.run_dir, p.log_dir)
+        lines.append(_owned(d, app_user if apps else owner, "2750", "dir", recurse=apps))
+    items = [*((d, "dir", "2750") for d in shared_dirs), *((f, "file", "600") for f in shared_files)]
+    for rel_path, kind, mode in items:
+        parts = rel_path.split("/")
+        for k in range(1, len(parts)):  # parents of a nested one: the deploy user's
+            lines.append(_owned(f"{p.shared}/{'/'.join(parts[:k])}", owner, "2750", "dir"))
+        lines.append(_owned(f"{p.shared}/{rel_path}", app_user, mode, kind, recurse=True))
     lines.append('[ ${#did[@]} -eq 0 ] || echo "changed=${did[*]}"')
     return script(lines)
 
@@ -96,23 +135,51 @@ def service(p: Paths, content: str) -> str:
     ])
 
 
-def sudo_rules(p: Paths, user: str) -> str:
+def site(p: Paths, content: str) -> str:
+    """Install the app's nginx site as a root-owned file (nginx's master reads it as root),
+    enabled; `nginx -t` before it stays (else the old one is put back); nginx reloaded."""
+    a, e = p.nginx_available, p.nginx_enabled
+    return script([
+        'T=$(mktemp); B=$(mktemp); trap \'rm -f "$T" "$B"\' EXIT',
+        f'printf %s {q(content)} > "$T"',
+        f"A={q(a)}; E={q(e)}; did=()",
+        'if [ -L "$A" ] || [ ! -f "$A" ] || [ "$(stat -c %U:%a "$A")" != root:644 ]'
+        ' || ! cmp -s <(grep -v "^ *#" "$T") <(grep -v "^ *#" "$A"); then',
+        '  had=0; if [ -f "$A" ] && [ ! -L "$A" ]; then cp -p "$A" "$B"; had=1; fi',
+        '  install -m 644 -o root -g root "$T" "$A"; did+=("installed $A")',
+        "fi",
+        f'if [ "$(readlink "$E")" != {q("../sites-available/" + p.nginx_site)} ]; then'
+        f' ln -sfn {q("../sites-available/" + p.nginx_site)} "$E"; did+=(enabled); fi',
+        '[ ${#did[@]} -gt 0 ] || exit 0',
+        'if ! out=$(nginx -t -q 2>&1); then',
+        '  if [ "${had:-0}" = 1 ]; then install -m 644 -o root -g root "$B" "$A"; fi',
+        '  echo "nginx -t failed with the new site (the old one is kept): $out" >&2; exit 1',
+        "fi",
+        "if systemctl is-active -q nginx; then systemctl reload nginx; fi",
+        'echo "changed=${did[*]}"',
+    ])
+
+
+def sudo_rules(p: Paths, user: str, app_user: str = "") -> str:
     """The sudoers rules: exactly the root commands a deploy of this app runs, nothing else."""
-    granted = [*site.granted(p), *managers.get(p.manager, p.service).granted()]
+    granted = [*nginx_granted(p), *managers.get(p.manager, p.service).granted()]
     alias = "WSGISHIP_" + p.name.upper().replace("-", "_")
     body = ", \\\n    ".join(c.rule() for c in granted)
+    as_app = (f"# ... and anything as the app's user, which runs the code this user ships\n"
+              f"{user} ALL=({app_user}) NOPASSWD: ALL\n"
+              if app_user not in (user, "root") else "")
     return (f"# wsgiship: the root commands `fab deploy` of {p.name} runs as {user};"
             f" nothing else.\n"
             f"Cmnd_Alias {alias} = \\\n    {body}\n"
-            f"{user} ALL=(root) NOPASSWD: {alias}\n")
+            f"{user} ALL=(root) NOPASSWD: {alias}\n" + as_app)
 
 
-def sudoers(p: Paths, user: str) -> str:
+def sudoers(p: Paths, user: str, app_user: str = "") -> str:
     """Install the sudo rules after `visudo -c` accepted them."""
     target = f"/etc/sudoers.d/wsgiship-{p.name}"
     return script([
         'T=$(mktemp); trap \'rm -f "$T"\' EXIT',
-        f'printf %s {q(sudo_rules(p, user))} > "$T"',
+        f'printf %s {q(sudo_rules(p, user, app_user))} > "$T"',
         f'if ! cmp -s "$T" {q(target)}; then',
         '  visudo -c -q -f "$T" >&2',
         f'  install -m 440 -o root -g root "$T" {q(target)}; echo changed={q("installed " + target)}',

@@ -19,9 +19,10 @@ def venv_key(requirements: str, python: str, python_version: str) -> str:
 def ensure(p: Paths, release: str, key: str, python: str) -> str:
     """Reuse venvs/<key> when complete, else build it and pip install; link it into the release.
 
-    The build runs in its own session whose id is kept in venvs/<key>.builder: when a deploy's
-    connection is cut, sshd does not stop it, so the next deploy (holding the lock, so the
-    builder can only be an abandoned one) kills that session before rebuilding.
+    The build runs in its own session whose id is kept in venvs/<key>.builder, its processes
+    marked WSGISHIP_VENV_BUILD=<venv> in their environment: when a deploy's connection is cut,
+    sshd does not stop it, so the next deploy (holding the lock, so the builder can only be an
+    abandoned one) kills that session's marked processes before rebuilding.
     """
     v, r = f"{p.venvs}/{key}", p.release(release)
     log = f"{r}/{CONFIG_DIR}/pip.log"
@@ -33,10 +34,14 @@ def ensure(p: Paths, release: str, key: str, python: str) -> str:
     return script([
         f'V={q(v)}; R={q(r)}; LOG={q(log)}; B="$V.builder"',
         "export V R B",
-        'if [ -f "$B" ]; then pkill -KILL -s "$(cat "$B")" 2>/dev/null || true; rm -f "$B"; fi',
+        # kill only the processes of that session that are this venv's builder: the session id
+        # may have been reused by another session since
+        'if [ -f "$B" ]; then for pid in $(pgrep -s "$(cat "$B")" 2>/dev/null || true); do',
+        '  if grep -qzxF "WSGISHIP_VENV_BUILD=$V" "/proc/$pid/environ" 2>/dev/null; then'
+        ' kill -KILL "$pid" 2>/dev/null || true; fi; done; rm -f "$B"; fi',
         'if [ -f "$V/.complete" ]; then echo venv=reused; else',
         '  rm -rf "$V"',
-        f'  if ! setsid -w bash -c {q(build)} > "$LOG" 2>&1; then',
+        f'  if ! WSGISHIP_VENV_BUILD="$V" setsid -w bash -c {q(build)} > "$LOG" 2>&1; then',
         '    tail -n 30 "$LOG" >&2; rm -rf "$V" "$B"; exit 1',
         "  fi",
         '  touch "$V/.complete"; rm -f "$B"; echo venv=created',

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from ..commands import checks, venv
+from ..commands import checks, nginx, venv
 from ..commands import release as rel
 from ..config import App
 from ..errors import reason_of
@@ -100,8 +100,10 @@ class Deploy:
             self.remote.run(checks.import_check(p, self.release),
                             what=f"import check of {self.app.wsgi} in the new venv")
         with self.out.step("check configs"):
+            label = self.remote.label
             self.remote.run(checks.nginx_check(p, self.release)
-                            + checks.unit_check(p, self.release, self.remote.label),
+                            + checks.unit_check(p, self.release, label)
+                            + nginx.site_check(p, self.release, label),
                             priv=True, what="nginx -t of the new site and service config check")
 
     def publishing(self) -> None:

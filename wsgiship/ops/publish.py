@@ -38,14 +38,12 @@ def publishing(s: Session, release: str, previous: str) -> None:
         changed = "1" if "unit=installed" in res.stdout else "0"
         site_new = "site=installed" in res.stdout
         res = remote.run(f"UNIT_CHANGED={changed}\n"
-                         + services.reload_uwsgi(p, release, previous, app.processes,
-                                                 s.app_user != remote.user),
-                         priv=True, what="reload uWSGI")
+                         + services.reload_uwsgi(p, release, previous, app.processes),
+                         priv=True, app_user=s.app_user, what="reload uWSGI")
         facts = res.facts()
         st.detail = f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
     with s.out.step("nginx") as st:
-        res = remote.run(nginx.reload_nginx(p, release, previous, force=site_new),
-                         priv=True, what="reload nginx")
+        res = remote.run(nginx.reload_nginx(p, force=site_new), priv=True, what="reload nginx")
         st.detail = res.facts().get("nginx", "")
 
 
@@ -62,7 +60,8 @@ def verifying(s: Session, release: str) -> None:
             facts = res.facts()
             body = "\n".join(line for line in res.stdout.splitlines()
                              if line.split("=")[0] not in ("status", "release", "waited"))
-            logs = remote.run(services.error_log_tail(s.paths, 12), check=False).stdout
+            logs = remote.run(services.error_log_tail(s.paths, 12), check=False,
+                              app_user=s.app_user).stdout
             answered = facts.get("status", "none")
             answer = "no answer" if answered == "none" else f"answered {answered}"
             if facts.get("release") not in (release, "none", None):

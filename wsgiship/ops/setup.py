@@ -36,15 +36,16 @@ def steps(host: Host) -> list[tuple[str, str]]:
     app = host.app
     user = host.user or "root"
     p = paths_for(app)
-    service_config = render(app, "setup", app.runs_as(user), "")[f"{CONFIG_DIR}/service"]
     out = [("os", cmds.check_os()),
            ("packages", cmds.packages(managers.get(app.service_manager).packages))]
     if user != "root":
         out.append(("deploy user", cmds.deploy_user(user, authorized_keys(host))))
-    out += [("layout", cmds.layout(p, user, app.runs_as(user))),
-            ("service", cmds.service(p, service_config))]
+    configs = render(app, "setup", app.runs_as(user), "")
+    out += [("layout", cmds.layout(p, user, app.runs_as(user), app.shared_dirs, app.shared_files)),
+            ("service", cmds.service(p, configs[f"{CONFIG_DIR}/service"])),
+            ("site", cmds.site(p, configs[f"{CONFIG_DIR}/nginx.conf"]))]
     if user != "root":
-        out.append(("sudo rules", cmds.sudoers(p, user)))
+        out.append(("sudo rules", cmds.sudoers(p, user, app.runs_as(user))))
     out.append(("nginx", cmds.nginx(app.remove_default_site)))
     return out
 

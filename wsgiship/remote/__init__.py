@@ -41,6 +41,11 @@ class Result:
         return (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
 
 
+def _forget_hint(host: str, port: int) -> str:
+    """ssh-keygen -R names a host on port 22 plainly, others as [host]:port."""
+    return f"ssh-keygen -R {host}" if port == 22 else f"ssh-keygen -R '[{host}]:{port}'"
+
+
 def _trust_hint(host: Host, port: int) -> str:
     where = f"-p {port} " if port != 22 else ""
     target = host.known_hosts or "~/.ssh/known_hosts"
@@ -67,12 +72,18 @@ class Remote:
         conn = Connection(
             host.host, user=host.user, port=host.port, config=self.config,
             connect_timeout=host.connect_timeout, connect_kwargs=dict(self.connect_kwargs),
+            # ssh_config's ForwardAgent does not decide: the app must not reach your agent
+            forward_agent=host.forward_agent,
         )
-        # Fabric accepts any host key by default; we verify against known_hosts.
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        conn.client.load_system_host_keys()
-        if host.known_hosts:
-            conn.client.load_host_keys(str(host.known_hosts))
+        # Fabric accepts any host key by default, gateways (ProxyJump) too; we verify every hop
+        # against known_hosts.
+        hop: object = conn
+        while isinstance(hop, Connection):
+            hop.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            hop.client.load_system_host_keys()
+            if host.known_hosts:
+                hop.client.load_host_keys(str(host.known_hosts))
+            hop = hop.gateway
         return conn
 
     def reconnect(self) -> None:
@@ -110,7 +121,7 @@ class Remote:
             raise self.error(
                 f"the host key of {host}:{port} does NOT match known_hosts — the "
                 f"server was reinstalled or someone is in between. If the change is expected, "
-                f"remove the old key (ssh-keygen -R '[{host}]:{port}') and "
+                f"remove the old key ({_forget_hint(host, port)}) and "
                 f"{_trust_hint(self.host, port)}"
             ) from None
         except paramiko.SSHException as exc:
@@ -148,10 +159,20 @@ class Remote:
     def sudo_prefix(self) -> str:
         return "" if self.user == "root" or self.whole_script_sudo else "sudo -n"
 
+    def as_app_prefix(self, app_user: str, as_root: bool) -> str:
+        """How a script running as the login user (or as root) runs a command as the app."""
+        if as_root:
+            return "" if app_user == "root" else f"runuser -u {q(app_user)} --"
+        return "" if app_user == self.user else f"sudo -n -u {q(app_user)} --"
+
     def run(self, body: str, *, priv: bool = False, root: bool = False, check: bool = True,
-            what: str = "", timeout: int | None = None) -> Result:
+            what: str = "", timeout: int | None = None, app_user: str | None = None) -> Result:
         """Run a bash script. A privileged one gets $SUDO: empty when already root, else
-        `sudo -n` to put before each command that needs root. `root`: all of it as root."""
+        `sudo -n` to put before each command that needs root. `root`: all of it as root.
+        With `app_user`, the script gets $AS_APP to put before a command run as the app."""
+        as_root = self.user == "root" or root or (priv and self.whole_script_sudo)
+        if app_user is not None:
+            body = f"AS_APP={q(self.as_app_prefix(app_user, as_root))}\n" + body
         if priv:
             body = f"SUDO={q(self.sudo_prefix)}\n" + body
         command = bash(body)

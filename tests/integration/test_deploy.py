@@ -86,17 +86,21 @@ def test_missing_requirement_fails_with_pip_output(project):
     assert len(p.remote(f"ls {p.deploy_to}/venvs").split()) == 1
 
 
-def test_root_login_runs_app_as_www_data(project):
+def test_root_login_runs_the_app_as_its_own_user(project):
     p = project()
     p.write(user="root")
     p.must(p.deploy())
     assert p.get("/")[:2] == (200, "Hello World!")
     user = p.remote(f"systemctl show -p User --value wsgiship-{p.name}").strip()
-    assert user == "www-data"
+    assert user == f"wsgiship-{p.name}"
+    assert p.remote(f"id -gn {user}; getent passwd {user} | cut -d: -f7").split() == [
+        "www-data", "/usr/sbin/nologin"]
 
 
 def test_sudo_with_password_prompt(project):
-    p = project()
+    # the app runs as the login user here (set explicitly): a code-only deploy then needs no
+    # sudo at all, not even to act as the app's own user
+    p = project(app_user="deploypw")
     p.write(user="deploypw")
     res = p.fab("--prompt-for-sudo-password", "deploy", "-H", "t", input="testpw\n")
     p.must(res)

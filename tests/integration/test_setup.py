@@ -34,7 +34,7 @@ def test_setup_then_deploy_as_restricted_user(bare, tmp_path):
     p = make_project(bare, tmp_path, remove_default_site=True)
     first = p.must(p.fab("setup", "-H", "t"))
     steps = setup_steps(first)
-    for step in ("packages", "deploy user", "layout", "service", "sudo rules"):
+    for step in ("packages", "deploy user", "layout", "service", "site", "sudo rules"):
         assert steps[step].startswith("changed"), (step, first)
     assert "installed nginx" in steps["packages"]
     # the second run changes nothing
@@ -45,6 +45,10 @@ def test_setup_then_deploy_as_restricted_user(bare, tmp_path):
     # sudo rules: exactly the deploy's commands, checked by visudo; nothing else
     rules = p.remote(f"cat /etc/sudoers.d/wsgiship-{p.name}")
     assert f"/usr/bin/systemctl reload wsgiship-{p.name}" in rules
+    assert f"deploy ALL=(wsgiship-{p.name}) NOPASSWD: ALL" in rules
+    # the site nginx loads is root's own file, not a link into a release
+    assert p.remote(f"stat -c '%F %U %a' /etc/nginx/sites-available/wsgiship-{p.name}").strip() == (
+        "regular file root 644")
     assert p.remote("visudo -c -q -f /etc/sudoers.d/wsgiship-" + p.name + " && echo valid").strip() == "valid"
     assert bare.run("sudo -n true", user="deploy", check=False).returncode != 0
     assert bare.run(f"sudo -n /usr/bin/systemctl reload wsgiship-{p.name} --help", user="deploy",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from wsgiship import managers, privilege
-from wsgiship.commands import appenv, checks, nginx, release, services, setup
+from wsgiship.commands import checks, nginx, release, services, setup
 from wsgiship.layout import Paths
 
 NAME = "20250101T000000Z-abc1234"
@@ -23,13 +23,15 @@ def deploy_scripts(p: Paths, as_other: bool) -> dict[str, Callable[[], str]]:
     app_user = "web" if as_other else "deploy"
     return {
         "layout": lambda: release.layout(p, "deploy"),
-        "install": lambda: services.install(p, "deploy", app_user, ("media", ".env")),
-        "reload_uwsgi": lambda: services.reload_uwsgi(p, NAME, "older", 2, as_other),
-        "reload_uwsgi_first": lambda: services.reload_uwsgi(p, NAME, "", 2, as_other),
-        "reload_nginx": lambda: nginx.reload_nginx(p, NAME, "older"),
-        "reload_nginx_forced": lambda: nginx.reload_nginx(p, NAME, "", force=True),
-        "checks": lambda: checks.nginx_check(p, NAME) + checks.unit_check(p, NAME, "web1"),
-        "hook": lambda: appenv.as_app_user("echo hi", "web") if as_other else "",
+        "install": lambda: services.install(p),
+        "app_dirs": lambda: services.app_dirs(p, "deploy", app_user, ("media", ".env")),
+        "reload_uwsgi": lambda: services.reload_uwsgi(p, NAME, "older", 2),
+        "reload_uwsgi_first": lambda: services.reload_uwsgi(p, NAME, "", 2),
+        "reload_nginx": lambda: nginx.reload_nginx(p),
+        "reload_nginx_forced": lambda: nginx.reload_nginx(p, force=True),
+        "checks": lambda: (checks.nginx_check(p, NAME) + checks.unit_check(p, NAME, "web1")
+                           + nginx.site_check(p, NAME, "web1")),
+        "error_log_tail": lambda: services.error_log_tail(p),
     }
 
 
@@ -62,17 +64,21 @@ def test_the_sudoers_rules_are_exactly_the_granted_root_commands_of_the_scripts(
     p = Paths("/srv/app", "app", manager)
     granted = {c for as_other in (False, True) for _, seen in recorded(p, as_other).values()
                for c in seen if c.granted}
-    rules_text = setup.sudo_rules(p, "deploy")
+    rules_text = setup.sudo_rules(p, "deploy", "wsgiship-app")
     body = rules_text.split("=", 1)[1].split("\ndeploy ALL=")[0]
     rules = {r.strip() for r in body.replace("\\\n", "").split(",")}
     assert rules == {c.rule() for c in granted}
-    assert rules_text.rstrip().endswith("deploy ALL=(root) NOPASSWD: WSGISHIP_APP")
+    # root: exactly those; the app's user: anything (it runs the code this user ships anyway)
+    assert [line for line in rules_text.splitlines() if line.startswith("deploy ")] == [
+        "deploy ALL=(root) NOPASSWD: WSGISHIP_APP", "deploy ALL=(wsgiship-app) NOPASSWD: ALL"]
+    # nothing of nginx a restricted user could change the config with: no reload, no link
+    assert not any(c.argv[0] == "ln" or c.argv[1:] == ("reload", "nginx") for c in granted)
 
 
 def test_granted_commands_name_full_paths_and_no_shell() -> None:
     for manager in managers.names():
         p = Paths("/srv/app", "app", manager)
-        for line in setup.sudo_rules(p, "deploy").splitlines()[2:-1]:
+        for line in setup.sudo_rules(p, "deploy").splitlines()[2:-1]:  # no app-user line
             command = line.strip().rstrip(", \\")
             assert command.startswith("/usr/"), line
             assert not re.search(r"[;&|`$(){}<>*?]", command), line  # no shell, no wildcards
@@ -82,10 +88,22 @@ def test_the_not_granted_root_commands_are_the_ones_setup_does_for_a_restricted_
     p = Paths("/srv/app", "app")
     not_granted = {c.argv[0] for _, seen in recorded(p, True).values() for c in seen
                    if not c.granted}
-    # layout (install -d, groupadd), handing dirs to the app user (chown), a changed unit
-    # (install, systemctl daemon-reload/enable), the app user's fifo and /proc, hooks (runuser)
-    assert not_granted == {"groupadd", "install", "chown", "systemctl", "timeout", "readlink",
-                           "runuser"}
+    # layout (install -d, groupadd), the app's user and handing it its dirs (useradd, chown),
+    # a changed unit or site (install, ln, systemctl daemon-reload/enable/reload nginx)
+    assert not_granted == {"groupadd", "install", "chown", "useradd", "ln", "systemctl"}
+
+
+@pytest.mark.parametrize("manager", managers.names())
+def test_commands_on_the_apps_files_run_as_the_app_never_as_root(manager: str) -> None:
+    p = Paths("/srv/app", "app", manager)
+    for name, (_, seen) in recorded(p, True).items():
+        for c in seen:  # no root command names the app's fifo, its /proc entries or its log
+            assert not any(a in (p.fifo, p.app_log) or "/proc/" in a for a in c.argv), (name, c)
+    reload = services.reload_uwsgi(p, NAME, "older", 2)
+    assert f"$AS_APP timeout 5 tee {p.fifo}" in reload
+    assert '$AS_APP readlink "/proc/$w/cwd"' in reload
+    assert f"$AS_APP test -p {p.fifo}" in reload
+    assert "sh -c" not in reload  # no path goes through a second shell
 
 
 @pytest.mark.parametrize("arg, escaped", [("a,b", "a\\,b"), ("k=v", "k\\=v"), ("h:m", "h\\:m"),

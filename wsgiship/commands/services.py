@@ -43,15 +43,19 @@ def hand_to_app(path: str, app_user: str) -> str:
             f" exit 1; fi; [ \"$(stat -c %U {q(path)})\" = {q(app_user)} ] || {chown}")
 
 
-def install(p: Paths, login_user: str, app_user: str,
-            shared: tuple[str, ...] = ()) -> str:
-    """Install the service config and the nginx site from `current` when they differ, create
-    the app's user and hand it its dirs (privileged: root commands carry $SUDO)."""
-    lines = [install_config(p), *nginx.install_site(p)]
-    if app_user != login_user:
-        owned = [p.log_dir, p.run_dir, *(f"{p.shared}/{s}" for s in shared)]
-        lines += [create_app_user(app_user), *(hand_to_app(o, app_user) for o in owned)]
-    return script(lines)
+def install(p: Paths) -> str:
+    """Install the service config and the nginx site from `current` when they differ
+    (privileged: root commands carry $SUDO)."""
+    return script([install_config(p), *nginx.install_site(p)])
+
+
+def app_dirs(p: Paths, login_user: str, app_user: str, shared: tuple[str, ...] = ()) -> str:
+    """The app's user exists and has its dirs (log, run, shared items), before anything runs as
+    it (privileged; after `fab setup` there is nothing left to do)."""
+    if app_user == login_user:
+        return script([])
+    owned = [p.log_dir, p.run_dir, *(f"{p.shared}/{s}" for s in shared)]
+    return script([create_app_user(app_user), *(hand_to_app(o, app_user) for o in owned)])
 
 
 def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,

@@ -167,7 +167,7 @@ def sudo_rules(p: Paths, user: str, app_user: str = "") -> str:
     body = ", \\\n    ".join(c.rule() for c in granted)
     as_app = (f"# ... and anything as the app's user, which runs the code this user ships\n"
               f"{user} ALL=({app_user}) NOPASSWD: ALL\n"
-              if app_user not in (user, "root") else "")
+              if app_user and app_user not in (user, "root") else "")
     return (f"# wsgiship: the root commands `fab deploy` of {p.name} runs as {user};"
             f" nothing else.\n"
             f"Cmnd_Alias {alias} = \\\n    {body}\n"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from ..commands import checks, nginx, venv
+from ..commands import checks, nginx, services, venv
 from ..commands import release as rel
 from ..config import App
 from ..errors import reason_of
@@ -88,6 +88,9 @@ class Deploy:
             remote.put(data, upload)
             remote.run(rel.unpack(p, self.release, upload, app.shared_files, app.shared_dirs),
                        what="unpack release")
+            remote.run(services.app_dirs(p, remote.user, self.s.app_user,
+                                         app.shared_dirs + app.shared_files),
+                       priv=True, what=f"the app's user {self.s.app_user} and its dirs")
             st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"
         with self.out.step("venv") as st:
             res = remote.run(venv.ensure(p, self.release, key, app.python),

@@ -32,9 +32,7 @@ def publishing(s: Session, release: str, previous: str) -> None:
         remote.run(rel.switch(p, release), what="switch current")
         st.detail = f"current -> releases/{release}"
     with s.out.step("uwsgi") as st:
-        res = remote.run(services.install(p, remote.user, s.app_user,
-                                          app.shared_dirs + app.shared_files),
-                         priv=True, what="install service and site")
+        res = remote.run(services.install(p), priv=True, what="install service and site")
         changed = "1" if "unit=installed" in res.stdout else "0"
         site_new = "site=installed" in res.stdout
         res = remote.run(f"UNIT_CHANGED={changed}\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from ..commands import checks, nginx
 from ..config import App
 from ..errors import WsgishipError, reason_of
 from ..facts import rollback_target
@@ -34,6 +35,11 @@ class Rollback:
                 raise
             from_release = state.current
             self.out.line(f"rolling back {from_release} -> {target}")
+            label = self.remote.label
+            # the target's service config and site must be installable before anything moves
+            self.remote.run(checks.unit_check(s.paths, target, label)
+                            + nginx.site_check(s.paths, target, label),
+                            priv=True, what="service config and site check")
             try:
                 publishing(s, target, from_release)
                 verifying(s, target)

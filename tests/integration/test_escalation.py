@@ -164,9 +164,10 @@ def test_symlinks_planted_before_the_next_setup_are_refused(app: Project) -> Non
     try:
         res = p.fab("setup", "-H", "t")
         assert fingerprint(host) == before, res.stdout + res.stderr
-    finally:
-        host.run(f"rm -f {home}/.ssh/authorized_keys && cp /tmp/keys.bak {home}/.ssh/authorized_keys",
-                 user="deploy")
+        assert res.returncode != 0  # writing the keys as the deploy user hit /etc/shadow
+    finally:  # (as root: the planted link locks the deploy user out of SSH meanwhile)
+        host.run(f"rm -f {home}/.ssh/authorized_keys && cp /tmp/keys.bak {home}/.ssh/authorized_keys"
+                 f" && chown deploy: {home}/.ssh/authorized_keys")
     for planted in ("shared", "shared/log", "shared/media", "releases"):
         path = f"{p.deploy_to}/{planted}"
         # the deploy user owns the dirs these are in: it can swap any of them for a link
@@ -236,7 +237,7 @@ def test_root_login_gives_code_and_env_fixed_modes(project) -> None:
         f" {p.deploy_to}/shared/local.cfg").splitlines())
     assert modes["hello.py"] == "640"
     assert modes[".wsgiship/env"] == "640"
-    assert modes[".wsgiship"] == "750"
+    assert modes[".wsgiship"] in ("750", "2750")  # setgid: the group stays www-data
     assert modes[f"{p.deploy_to}/shared/local.cfg"] in ("640", "600")
     assert p.remote(f"stat -c %U {p.deploy_to}/shared/local.cfg").strip() == f"wsgiship-{p.name}"
     assert p.remote(f"systemctl show -p User --value wsgiship-{p.name}").strip() == f"wsgiship-{p.name}"

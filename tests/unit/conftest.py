@@ -65,14 +65,20 @@ def deploy(tmp_path: Path) -> Path:
     return root
 
 
+def which(command: str) -> str:
+    """The path of a real command (a fake may hand over to it)."""
+    path = shutil.which(command)
+    assert path, f"{command} not found"
+    return path
+
+
 @pytest.fixture
 def fakebin(tmp_path: Path) -> Path:
-    """Stand-ins for sudo, the service managers, nginx, the root-only file commands (see
-    fakes.fake_scripts) and python3; each logs its call to $CALLS."""
+    """Stand-ins for sudo, runuser, the service managers, nginx, the root-only file commands,
+    the account commands, stat (see fakes.fake_scripts) and python3; each logs its call to
+    $CALLS (stat and id do not)."""
     bin_ = tmp_path / "fakebin"
     bin_.mkdir()
-    real_ln, real_readlink = shutil.which("ln"), shutil.which("readlink")
-    assert real_ln and real_readlink
-    add_fakes(bin_, fake_scripts(real_ln, real_readlink))
+    add_fakes(bin_, fake_scripts(*(which(c) for c in ("ln", "readlink", "stat", "id"))))
     (bin_ / "python3").symlink_to(sys.executable)
     return bin_

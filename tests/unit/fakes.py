@@ -100,7 +100,10 @@ def venvs(root: Path) -> set[str]:
 # The fakes stand in for the commands that would touch the machine. Each logs its call to
 # $CALLS. With FAKE_LOGIN set to another user than root, the ones that need root refuse to run
 # unless the fake `sudo` ran them (it logs `sudo <argv>` first), so a privileged script only
-# passes when every root command carries $SUDO. Files under /etc go to $FAKE_ROOT/etc instead.
+# passes when every root command carries $SUDO. `sudo -u USER --` and `runuser -u USER --` run
+# a command as USER (FAKE_LOGIN=USER): root's fakes refuse it then too, so acting as the app
+# ($AS_APP) is never acting as root. Files under /etc go to $FAKE_ROOT/etc instead; accounts
+# (id -u, useradd) are files in $USERS, never the machine's.
 
 NEED_ROOT = r'''need_root() {
   if [ "${FAKE_LOGIN:-root}" != root ] && [ "${FAKE_UID:-}" != 0 ]; then
@@ -109,15 +112,31 @@ NEED_ROOT = r'''need_root() {
 '''
 
 
-def fake_scripts(real_ln: str, real_readlink: str) -> dict[str, str]:
+# `log NAME ARGS...`: one line in $CALLS (a newline inside an argument logged as a
+# backslash and an n)
+LOG = r'''log() { local a="$*"; printf '%s\n' "${a//$'\n'/\\n}" >> "$CALLS"; }
+'''
+
+
+def fake_scripts(real_ln: str, real_readlink: str, real_stat: str,
+                 real_id: str) -> dict[str, str]:
     """The fakes the `fakebin` fixture installs: name -> bash body (after NEED_ROOT)."""
     return {
-        "sudo": 'echo "sudo $*" >> "$CALLS"\n'
+        # sudo [-n] [-l] [-u USER --] CMD: as root, or as USER (then root's fakes refuse)
+        "sudo": LOG + 'log sudo "$@"\n'
                 '[ "$1" = -n ] && shift\n'
                 'if [ "$1" = -l ]; then exit "${SUDO_LIST_RC:-1}"; fi\n'
+                'as=root; if [ "$1" = -u ]; then as="$2"; shift 2; fi\n'
+                '[ "$1" = -- ] && shift\n'
                 'if [ -n "${SUDO_REFUSE:-}" ] && [ "$1" = "$SUDO_REFUSE" ]; then\n'
                 '  echo "sudo: a password is required" >&2; exit 1; fi\n'
-                'FAKE_UID=0 exec "$@"\n',
+                'if [ "$as" = root ]; then FAKE_UID=0 exec "$@"; fi\n'
+                'FAKE_LOGIN="$as" FAKE_UID="" exec "$@"\n',
+        # runuser -u USER -- CMD (root only): CMD as USER
+        "runuser": LOG + 'log runuser "$@"\n'
+                   'need_root runuser\n'
+                   '[ "$1" = -u ] && [ "$3" = -- ] || exit 9\n'
+                   'FAKE_LOGIN="$2" FAKE_UID="" exec "${@:4}"\n',
         "systemctl": 'echo "systemctl $*" >> "$CALLS"\n'
                      'case "$1" in\n'
                      '  is-active) if [ "$3" = nginx ]; then [ "${NGINX_ACTIVE:-1}" = 1 ];'
@@ -156,27 +175,52 @@ def fake_scripts(real_ln: str, real_readlink: str) -> dict[str, str]:
                    'need_root install\n'
                    'case "${@: -1}" in /etc/*) echo "fake install: not into ${@: -1}" >&2;'
                    ' exit 9 ;; esac\n'
-                   'if [ "$1" = -d ]; then exec mkdir -p "${@: -1}"; fi\n'
-                   'mkdir -p "$(dirname "${@: -1}")"; exec cp "${@: -2:1}" "${@: -1}"\n',
+                   'o=""; m=""; prev=""\n'
+                   'for a in "$@"; do case "$prev" in -o) o="$a" ;; -m) m="$a" ;; esac; prev="$a"; done\n'
+                   'if [ -n "${OWNERS:-}" ] && [ -n "$o" ]; then echo "$o ${@: -1}" >> "$OWNERS"; fi\n'
+                   'if [ "$1" = -d ]; then mkdir -p "${@: -1}"\n'
+                   # as install does: the target replaced (a link there is not followed)
+                   'else mkdir -p "$(dirname "${@: -1}")"; rm -f "${@: -1}"; cp "${@: -2:1}" "${@: -1}"; fi\n'
+                   'if [ -n "$m" ]; then chmod "$m" "${@: -1}"; fi\n',
         "ln": 'echo "ln $*" >> "$CALLS"\n'
               'need_root ln\n'
               'case "${@: -1}" in /etc/*) ;; *) echo "fake ln: unexpected $*" >&2; exit 9 ;; esac\n'
               'dst="$FAKE_ROOT${@: -1}"; mkdir -p "$(dirname "$dst")"\n'
               f'exec {real_ln} "${{@:1:$#-1}}" "$dst"\n',
-        # /proc/<pid>/cwd of a worker running as another user: root only (WORKERS_HIDDEN=1)
+        # /proc/<pid>/cwd of a worker running as $WORKERS_USER: that user's or root's only
         "readlink": 'echo "readlink $*" >> "$CALLS"\n'
                     'args=()\n'
                     'for a in "$@"; do case "$a" in\n'
                     '  /etc/*) args+=("$FAKE_ROOT$a") ;;\n'
-                    '  /proc/*/cwd) if [ "${WORKERS_HIDDEN:-0}" = 1 ] && [ "${FAKE_UID:-}" != 0 ];'
-                    ' then\n'
+                    '  /proc/*/cwd) if [ -n "${WORKERS_USER:-}" ] && [ "${FAKE_UID:-}" != 0 ]'
+                    ' && [ "${FAKE_LOGIN:-root}" != root ]'
+                    ' && [ "${FAKE_LOGIN:-root}" != "$WORKERS_USER" ]; then\n'
                     '      echo "readlink: $a: Permission denied" >&2; exit 1; fi\n'
                     '    args+=("$a") ;;\n'
                     '  *) args+=("$a") ;;\n'
                     'esac; done\n'
                     f'exec {real_readlink} "${{args[@]}}"\n',
-        "chown": 'echo "chown $*" >> "$CALLS"\nneed_root chown\n',
+        # chown [-R] [-h] USER:GROUP PATH: the new owner noted in $OWNERS (see stat)
+        "chown": 'echo "chown $*" >> "$CALLS"\nneed_root chown\n'
+                 'if [ -n "${OWNERS:-}" ]; then echo "${@: -2:1} ${@: -1}" | sed "s/:[^ ]*//"'
+                 ' >> "$OWNERS"; fi\n',
+        # stat as root sees it: %U is the owner $OWNERS last noted for the path (lines
+        # `USER PATH`), else root; the rest is the real stat's
+        "stat": 'f="${@: -1}"; owner=root\n'
+                'if [ -n "${OWNERS:-}" ] && [ -f "$OWNERS" ]; then\n'
+                '  while read -r u p; do [ "$p" = "$f" ] && owner="$u"; done < "$OWNERS"; fi\n'
+                'args=(); for a in "$@"; do args+=("${a//%U/$owner}"); done\n'
+                f'exec {real_stat} "${{args[@]}}"\n',
         "groupadd": 'echo "groupadd $*" >> "$CALLS"\nneed_root groupadd\n',
+        # accounts: never the machine's. `id -u USER` finds the users in $USERS (files);
+        # useradd adds one there
+        "id": 'if [ "$#" = 2 ] && [ "$1" = -u ]; then\n'
+              '  if [ -n "${USERS:-}" ] && [ -e "$USERS/$2" ]; then echo 1000; exit 0; fi\n'
+              '  echo "id: \'$2\': no such user" >&2; exit 1; fi\n'
+              f'exec {real_id} "$@"\n',
+        "useradd": 'echo "useradd $*" >> "$CALLS"\nneed_root useradd\n'
+                   'if [ -n "${USERS:-}" ]; then touch "$USERS/${@: -1}"; fi\n',
+        "usermod": 'echo "usermod $*" >> "$CALLS"\nneed_root usermod\n',
         "getent": 'echo "getent $*" >> "$CALLS"\nexit "${GETENT_RC:-0}"\n',
     }
 
@@ -206,8 +250,16 @@ def calls(fakebin: Path) -> list[str]:
 
 
 def sudoed(fakebin: Path) -> list[str]:
-    """The commands the script ran through sudo, in order."""
-    return [c.removeprefix("sudo -n ") for c in calls(fakebin) if c.startswith("sudo -n ")]
+    """The commands the script ran as root through sudo, in order."""
+    return [c.removeprefix("sudo -n ") for c in calls(fakebin)
+            if c.startswith("sudo -n ") and not c.startswith(("sudo -n -u ", "sudo -n -l "))]
+
+
+def as_app_calls(fakebin: Path, user: str = "web") -> list[str]:
+    """The commands the script ran as `user` through `sudo -n -u` or `runuser -u`, in order."""
+    prefixes = (f"sudo -n -u {user} -- ", f"runuser -u {user} -- ")
+    return [c.removeprefix(next(p for p in prefixes if c.startswith(p))) for c in calls(fakebin)
+            if c.startswith(prefixes)]
 
 
 def priv(body: str, sudo: str = "") -> str:
@@ -215,15 +267,26 @@ def priv(body: str, sudo: str = "") -> str:
     return f"SUDO={shell.q(sudo)}\n" + body
 
 
+def as_app(body: str, prefix: str = "") -> str:
+    """A script as Remote.run(app_user=...) sends it: $AS_APP set first (`sudo -n -u APP --`
+    for a deploy user, `runuser -u APP --` as root, empty when the login is the app's user)."""
+    return f"AS_APP={shell.q(prefix)}\n" + body
+
+
 @dataclass(frozen=True)
 class FakeRootPaths(Paths):
-    """Paths whose service config file lives under a fake root: a test must not write /etc."""
+    """Paths whose service config file and installed nginx site live under a fake root: a test
+    must not write /etc. (sites-enabled stays /etc's: the fake ln and readlink map it there.)"""
 
     root: str = ""
 
     @property
     def service_file(self) -> str:
         return self.root + super().service_file
+
+    @property
+    def nginx_available(self) -> str:
+        return self.root + super().nginx_available
 
 
 def svc_paths(root: Path, manager: str = "systemd") -> FakeRootPaths:
@@ -255,22 +318,28 @@ def current_release(deploy: Path, manager: str) -> Path:
     return r
 
 
-# --- reading a script: which commands it runs, with or without $SUDO ---
+# --- reading a script: which commands it runs, with $SUDO, $AS_APP or neither ---
 
 # A command word: at a line start or after ; && || | ( { $( <(, behind any if/then/else/do/!/{.
 COMMAND = re.compile(
     r"(?:^|&&|\|\||[;|(]|(?<!\$)\{|\$\(|<\()(?:[ \t]*(?:then|else|elif|if|while|do|!|\{)(?=[ \t]))*"
-    r"[ \t]*(\$SUDO[ \t]+)?([\w./-]+)((?:[^;&|)$<\n]|\$(?!\()|<(?!\())*)", re.M)
+    r"[ \t]*(?:(\$SUDO|\$AS_APP)[ \t]+)?([\w./-]+)((?:[^;&|)$<\n]|\$(?!\()|<(?!\())*)", re.M)
 
 
-def commands(text: str) -> list[tuple[bool, str, str]]:
-    """(carries $SUDO, command, its arguments) for every command in a script, assignments
-    (NAME=value, and arithmetic) left out."""
+def prefixed_commands(text: str) -> list[tuple[str, str, str]]:
+    """(its prefix: "$SUDO", "$AS_APP" or "", command, its arguments) for every command in a
+    script, assignments (NAME=value, and arithmetic) left out."""
     out = []
     text = re.sub(r"\$\(\([^)]*\)\)", "0", text)  # arithmetic
     for m in COMMAND.finditer(text):
-        sudo, word, rest = bool(m[1]), m[2], m[3]
+        prefix, word, rest = m[1] or "", m[2], m[3]
         if rest.startswith("=") or word.isupper():
             continue
-        out.append((sudo, word, rest.strip()))
+        out.append((prefix, word, rest.strip()))
     return out
+
+
+def commands(text: str) -> list[tuple[bool, str, str]]:
+    """(carries $SUDO, command, its arguments) for every command in a script (see
+    prefixed_commands)."""
+    return [(prefix == "$SUDO", word, args) for prefix, word, args in prefixed_commands(text)]

@@ -1,5 +1,6 @@
 """wsgiship.commands.appenv: run a command as the app runs (run_in, executed in a release dir in
-tmp_path whose .venv's python is this machine's), and as the app's user (as_app_user)."""
+tmp_path whose .venv's python is this machine's), and as the app's user through $AS_APP
+(privilege.as_app, as hooks run)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakes import HOSTILE, HOSTILE_TOUCH, PWNED, add_fakes, as_deploy, calls, priv, sudoed
+from fakes import HOSTILE, HOSTILE_TOUCH, PWNED, as_app, as_deploy, calls, fake_env, sudoed
 
 from wsgiship import privilege
 from wsgiship.commands.appenv import run_in
@@ -97,44 +98,52 @@ def test_run_in_a_missing_directory_fails(tmp_path: Path, sh) -> None:
     assert res.returncode == 1 and "nowhere" in res.stderr
 
 
-# --- as_app_user ---
+# --- as the app's user: $AS_APP bash -c BODY (how hooks run) ---
 
 
-@pytest.mark.parametrize("body, user", [
-    ("id -un", "www-data"),
-    (f"echo {shlex.quote(HOSTILE)}", "web"),
-    (HOSTILE_TOUCH, "web" + HOSTILE),
-])
-def test_as_app_user_is_a_root_runuser(body: str, user: str) -> None:
+@pytest.mark.parametrize("body", ["id -un", f"echo {shlex.quote(HOSTILE)}", HOSTILE_TOUCH,
+                                  "echo a\necho b"])
+def test_as_app_is_not_a_root_command(body: str) -> None:
     with privilege.recording() as seen:
-        text = as_app_user(body, user)
-    assert shlex.split(text) == ["$SUDO", "runuser", "-u", user, "--", "bash", "-c", body]
-    # root for itself, not one of the commands a restricted deploy user is granted
-    assert seen == [privilege.RootCommand(("runuser", "-u", user, "--", "bash", "-c", body), granted=False)]
+        text = privilege.as_app("bash", "-c", body)
+    assert shlex.split(text) == ["$AS_APP", "bash", "-c", body]
+    assert seen == []  # nothing for $SUDO nor for the sudo rules
 
 
-# runuser -u USER -- CMD...: records the user, runs CMD
-RUNUSER = {"runuser": 'echo "runuser $1 $2" >> "$CALLS"\nneed_root runuser\n'
-                      '[ "$1" = -u ] && [ "$3" = -- ] || exit 9\nshift 3\nexec "$@"\n'}
+# prints who runs it (the fakes' FAKE_LOGIN) and its arguments
+WHO = f"printf '%s\\n' \"${{FAKE_LOGIN:-root}}\" {shlex.quote(HOSTILE)} \"$0\""
 
 
-def test_as_app_user_runs_the_body_through_sudo(fakebin: Path, sh) -> None:
-    add_fakes(fakebin, RUNUSER)
-    body = f"printf '%s\\n' {shlex.quote(HOSTILE)} \"$0\""
-    res = sh(priv(as_app_user(body, "web"), "sudo -n"), env=as_deploy(fakebin))
+@pytest.mark.parametrize("login, prefix, who, via", [
+    ("deploy", "", "deploy", None),                     # the app runs as the login user
+    ("deploy", "sudo -n -u web --", "web", "sudo -n -u web -- bash -c "),
+    ("root", "runuser -u web --", "web", "runuser -u web -- bash -c "),
+])
+def test_as_app_runs_the_body_as_the_apps_user(fakebin: Path, sh, login: str, prefix: str,
+                                               who: str, via: str | None) -> None:
+    env = as_deploy(fakebin) if login == "deploy" else fake_env(fakebin)
+    res = sh(as_app(privilege.as_app("bash", "-c", WHO), prefix), env=env)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [HOSTILE, "bash"]
-    assert sudoed(fakebin) == [f"runuser -u web -- bash -c {body}"]
-    assert calls(fakebin)[-1] == "runuser -u web"
-    # without $SUDO a deploy user is refused
-    res = sh(priv(as_app_user(body, "web"), ""), env=as_deploy(fakebin))
-    assert res.returncode == 77 and res.stdout == ""
+    assert res.stdout.splitlines() == [who, HOSTILE, "bash"]
+    assert [c for c in calls(fakebin) if c.startswith(("sudo", "runuser"))] == (
+        [via + WHO] if via else [])
+    assert sudoed(fakebin) == []  # never root
+    assert not PWNED.exists()
 
 
-def test_run_in_as_app_user_keeps_the_environment_loading(release: Path, fakebin: Path, sh) -> None:
-    add_fakes(fakebin, RUNUSER)
+def test_as_app_fails_when_sudo_may_not_act_as_the_app(fakebin: Path, sh) -> None:
+    res = sh(as_app(privilege.as_app("bash", "-c", "echo ran"), "sudo -n -u web --"),
+             env=as_deploy(fakebin, SUDO_REFUSE="bash"))
+    assert res.returncode == 1 and res.stdout == ""
+    assert "sudo: a password is required" in res.stderr
+
+
+def test_run_in_as_the_app_keeps_the_environment_loading(release: Path, fakebin: Path, sh) -> None:
     env_files(release, "T_A=dotenv\n", None)
-    res = sh(priv(as_app_user(run_in(str(release), SHOW), "web"), "sudo -n"), env=as_deploy(fakebin))
+    body = "export T_B=hook\n" + run_in(str(release), SHOW)  # as hooks send it
+    res = sh(as_app(privilege.as_app("bash", "-c", body), "sudo -n -u web --"),
+             env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["T_A"] == "dotenv"
-    assert calls(fakebin)[-1] == "runuser -u web"
+    assert json.loads(res.stdout) == {"T_A": "dotenv", "T_B": "hook", "T_C": None}
+    assert [c.split(" -- ")[0] for c in calls(fakebin) if c.startswith("sudo")] == [
+        "sudo -n -u web"]

@@ -25,7 +25,7 @@ from fakes import (
     svc_paths,
 )
 
-from wsgiship.commands import checks, services
+from wsgiship.commands import checks, nginx, services
 from wsgiship.layout import Paths
 from wsgiship.render import render
 
@@ -202,7 +202,7 @@ def test_unit_check_asks_sudo_for_the_exact_install_command(deploy: Path, fakebi
     listed = shlex.split(calls(fakebin)[0])
     assert listed[:3] == ["sudo", "-n", "-l"]
     # the very command services.install will run (sudo -l matches it argument for argument)
-    install_line = line_with(services.install(p, "deploy", "deploy"), "$SUDO install")
+    install_line = line_with(services.install(p), "unit=installed")
     installed = shlex.split(install_line.partition("$SUDO ")[2].partition(";")[0])
     assert listed[3:] == installed == [
         "install", "-m", "644", f"{deploy}/current/.wsgiship/service", p.service_file]
@@ -219,13 +219,16 @@ def test_unit_check_is_skipped_when_the_script_runs_as_root(deploy: Path, fakebi
 
 def test_the_checks_before_the_switch_run_as_one_script(deploy: Path, fakebin: Path,
                                                         sh) -> None:
-    # the flow sends nginx_check + unit_check as one privileged script
+    # the flow sends nginx_check + unit_check + site_check as one privileged script
     p = service_config(deploy, NAME, UNIT, UNIT.replace("deploy", "web"))
     (deploy / "releases" / NAME / ".wsgiship" / "nginx.conf").write_text(SITE)
-    body = priv(checks.nginx_check(p, NAME) + checks.unit_check(p, NAME, "web1"), "sudo -n")
+    body = priv(checks.nginx_check(p, NAME) + checks.unit_check(p, NAME, "web1")
+                + nginx.site_check(p, NAME, "web1"), "sudo -n")
     res = sh(body, env=as_deploy(fakebin, SUDO_LIST_RC="0"))
     assert res.returncode == 0, res.stderr
-    assert [c.split()[0] for c in calls(fakebin)] == ["nginx", "sudo"]
+    # sudo -l for the changed service config, then for the site not installed yet
+    assert [shlex.split(c)[:4] for c in calls(fakebin)[1:]] == [["sudo", "-n", "-l", "install"]] * 2
+    assert calls(fakebin)[0].startswith("nginx ")
     res = sh(body, env=as_deploy(fakebin, SUDO_LIST_RC="1"))
     assert res.returncode == 1 and "fab setup -H web1" in res.stderr
     res = sh(body, env=as_deploy(fakebin, NGINX_RC="1", NGINX_OUT="nginx: [emerg] bad"))

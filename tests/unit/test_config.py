@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
-from wsgiship import config
+from wsgiship import config, schema
 from wsgiship.config import Health
 from wsgiship.errors import ConfigError
 
@@ -559,3 +560,149 @@ def test_bad_host_hooks_name_the_host(tmp_path: Path, monkeypatch: pytest.Monkey
                   BASE + "hosts:\n  web1: {hooks: {after_swich: [smoke]}}\n")
     assert str(err).startswith("hosts.yaml: hosts.web1.hooks: expected hook points "
                                'before_switch or after_switch, got "after_swich"')
+
+
+# --- the user the app runs as ---
+
+
+@pytest.mark.parametrize("login", ["root", "deploy", ""])
+def test_the_app_runs_as_its_own_user_whoever_logs_in(make_app, login: str) -> None:
+    assert make_app().runs_as(login) == "wsgiship-hello"
+    assert make_app(app_user="web").runs_as(login) == "web"
+
+
+@pytest.mark.parametrize("name, user", [
+    ("hello", "wsgiship-hello"),
+    ("Shop_Front", "wsgiship-shop-front"),       # lower case, _ -> -
+    ("9lives", "wsgiship-9lives"),
+    ("x" * 23, "wsgiship-" + "x" * 23),          # 32 characters: kept
+    ("x" * 40, "wsgiship-" + "x" * 23),          # longer: cut at 32
+    ("x" * 22 + "_y", "wsgiship-" + "x" * 22),   # and no trailing - after the cut
+])
+def test_default_app_user(name: str, user: str) -> None:
+    assert config.default_app_user(name) == user
+    assert len(user) <= 32 and schema.USER_RE.fullmatch(user)
+
+
+def test_app_user_setting_wins(write_hosts) -> None:
+    inv = config.load(write_hosts(BASE + "hosts:\n  a: {}\n  b: {app_user: web}\n"))
+    assert inv.host("a").app.runs_as("deploy") == "wsgiship-hello"
+    assert inv.host("b").app.runs_as("deploy") == "web"
+
+
+# --- forward_agent ---
+
+
+def test_forward_agent_defaults_to_false_and_is_per_host(write_hosts) -> None:
+    inv = config.load(write_hosts(BASE + "hosts:\n  a: {}\n  b: {forward_agent: true}\n"
+                                         "  c: {forward_agent: false}\n"))
+    assert [inv.host(h).forward_agent for h in "abc"] == [False, True, False]
+    assert inv.host("web9.example.com").forward_agent is False
+
+
+@pytest.mark.parametrize("value, shown", [('"true"', '"true"'), ("1", "1"), ("[true]", "a list")])
+def test_forward_agent_must_be_true_or_false(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             value: str, shown: str) -> None:
+    err = load_in(tmp_path, monkeypatch, BASE + f"hosts:\n  web1: {{forward_agent: {value}}}\n")
+    assert str(err) == f"hosts.yaml: hosts.web1.forward_agent: expected true or false, got {shown}"
+
+
+def test_forward_agent_is_not_an_app_setting(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    err = load_in(tmp_path, monkeypatch, BASE + "  forward_agent: true\n")
+    assert str(err).startswith("hosts.yaml: app.forward_agent: unknown key")
+
+
+# --- hostile values: what goes into scripts, sudo rules, the nginx site and one-line files ---
+
+
+def load_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app: dict[str, object],
+               host: dict[str, object] | None = None) -> str:
+    """The ConfigError for app settings `app` (and host web1's `host`), written by yaml.dump."""
+    data: dict[str, object] = {"app": {"name": "hello", "wsgi": "hello:app", **app}}
+    if host is not None:
+        data["hosts"] = {"web1": host}
+    return str(load_in(tmp_path, monkeypatch, yaml.safe_dump(data, allow_unicode=False)))
+
+
+# every character str.splitlines() splits a line at
+SPLITLINES = [chr(c) for c in range(0x3000) if len(f"a{chr(c)}b".splitlines()) == 2]
+
+
+def test_the_line_breaks_refused_are_all_splitlines_knows() -> None:
+    assert set(SPLITLINES) == set(schema.LINE_BREAKS)
+    assert "".join(SPLITLINES) == "\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+PATH_MESSAGE = ("expected a path of letters, digits and . _ - / only (it goes into shell scripts, "
+                "sudo rules and the nginx site)")
+
+
+@pytest.mark.parametrize("value", [f"/srv/a{ch}b" for ch in "|;&()*,:=!# '\"\\$`{}<>?~\t\r\x0b"]
+                         + ["/srv/café", "/srv/a\u2028b", "/srv/app/x y"])
+@pytest.mark.parametrize("where", ["app", "host"])
+def test_deploy_to_refuses_every_character_but_letters_digits_and_dot_underscore_dash_slash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, where: str) -> None:
+    setting = {"deploy_to": value}
+    err = (load_error(tmp_path, monkeypatch, setting) if where == "app"
+           else load_error(tmp_path, monkeypatch, {}, setting))
+    key = "app.deploy_to" if where == "app" else "hosts.web1.deploy_to"
+    assert err == f'hosts.yaml: {key}: {PATH_MESSAGE}, got "{value}"'
+
+
+@pytest.mark.parametrize("value", ["/srv/a\nb", "/srv/a\0b", "srv/app", "/srv/../etc"])
+def test_deploy_to_must_be_an_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            value: str) -> None:
+    err = load_error(tmp_path, monkeypatch, {"deploy_to": value})
+    assert err == f'hosts.yaml: app.deploy_to: expected an absolute path such as /srv/myapp, got "{value}"'
+
+
+@pytest.mark.parametrize("value, kept", [("/srv/my-app_2.0/x", "/srv/my-app_2.0/x"),
+                                         ("/opt/Shop/", "/opt/Shop"), ("/srv/a.b", "/srv/a.b")])
+def test_deploy_to_accepts_plain_paths(write_hosts, value: str, kept: str) -> None:
+    inv = config.load(write_hosts(BASE + f"  deploy_to: {value}\nhosts: {{h: {{}}}}\n"))
+    assert inv.host("h").app.deploy_to == kept
+
+
+@pytest.mark.parametrize("directory", [f"static{ch}x" for ch in ";{}#$ '\"`\\|&*:=!(),<>"])
+def test_static_directories_refuse_the_characters_deploy_to_refuses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directory: str) -> None:
+    err = load_error(tmp_path, monkeypatch, {"static": {"/static": directory}})
+    assert err == ("hosts.yaml: app.static: expected directories of letters, digits and . _ - / "
+                   f'only (got "{directory}"), got a mapping')
+
+
+def test_static_directories_of_plain_names_load(write_hosts) -> None:
+    inv = config.load(write_hosts(BASE + "  static: {/static: assets/static-v2, /m: my_media.d}\n"))
+    assert dict(inv.app["static"]) == {"/static/": "assets/static-v2", "/m/": "my_media.d"}
+
+
+@pytest.mark.parametrize("ch", [*SPLITLINES, "\0"], ids=lambda ch: f"{ord(ch):#x}")
+@pytest.mark.parametrize("where", ["app", "host"])
+def test_env_values_refuse_every_line_break_and_nul(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, ch: str,
+                                                    where: str) -> None:
+    setting = {"env": {"OK": "fine", "TOKEN": f"abc{ch}EVIL=1"}}
+    err = (load_error(tmp_path, monkeypatch, setting) if where == "app"
+           else load_error(tmp_path, monkeypatch, {}, setting))
+    key = "app.env" if where == "app" else "hosts.web1.env"
+    assert err == (f"hosts.yaml: {key}: expected single-line values (got a line break or NUL "
+                   "in TOKEN), got a mapping")
+
+
+@pytest.mark.parametrize("ch", [*SPLITLINES, "\0"], ids=lambda ch: f"{ord(ch):#x}")
+@pytest.mark.parametrize("value", ["3{ch}processes = 99", ["A=1", "B=2{ch}processes = 99"]],
+                         ids=["scalar", "list"])
+def test_uwsgi_values_refuse_every_line_break_and_nul(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, ch: str,
+                                                      value: str | list[str]) -> None:
+    hostile = value.format(ch=ch) if isinstance(value, str) else [v.format(ch=ch) for v in value]
+    err = load_error(tmp_path, monkeypatch, {}, {"uwsgi": {"harakiri": 3, "env": hostile}})
+    assert err == "hosts.yaml: hosts.web1.uwsgi: expected single-line values, got a mapping"
+
+
+def test_one_line_values_with_tabs_and_unicode_load(write_hosts) -> None:
+    inv = config.load(write_hosts(BASE + '  env: {A: "tab\\there", B: "caf\\u00e9 \\u00a0ok"}\n'
+                                         '  uwsgi: {env: ["X=a\\tb"]}\n'))
+    assert dict(inv.app["env"]) == {"A": "tab\there", "B": "café \u00a0ok"}
+    assert inv.app["uwsgi"]["env"] == ("X=a\tb",)

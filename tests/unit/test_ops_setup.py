@@ -12,8 +12,9 @@ from wsgiship import config
 from wsgiship.commands import setup as cmds
 from wsgiship.config import Host
 from wsgiship.errors import WsgishipError
-from wsgiship.layout import Paths
+from wsgiship.layout import CONFIG_DIR, Paths
 from wsgiship.ops.setup import authorized_keys, steps
+from wsgiship.render import render
 
 K1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1 alice@laptop"
 K2 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQK2 bob@desk"
@@ -33,6 +34,8 @@ hosts:
   dep5: {host: 10.0.0.7, user: deploy, authorized_keys: [keys/ci.pub, missing.pub]}
   dep6: {host: 10.0.0.8, user: deploy, app_user: web, remove_default_site: true,
          authorized_keys: [keys/ci.pub]}
+  dep7: {host: 10.0.0.9, user: deploy, shared_dirs: [media, data/cache],
+         shared_files: [.env], authorized_keys: [keys/ci.pub]}
 """
 
 
@@ -68,8 +71,8 @@ def test_an_unreadable_key_file_names_the_setting(host: Callable[[str], Host], t
                                " No such file or directory")
 
 
-ROOT_STEPS = ["os", "packages", "layout", "service", "nginx"]
-USER_STEPS = ["os", "packages", "deploy user", "layout", "service", "sudo rules", "nginx"]
+ROOT_STEPS = ["os", "packages", "layout", "service", "site", "nginx"]
+USER_STEPS = ["os", "packages", "deploy user", "layout", "service", "site", "sudo rules", "nginx"]
 
 
 @pytest.mark.parametrize("alias, names", [
@@ -83,31 +86,43 @@ def test_step_names(host: Callable[[str], Host], alias: str, names: list[str]) -
     assert [name for name, _ in steps(host(alias))] == names
 
 
-@pytest.mark.parametrize("alias, manager, owner, app_user, remove_default, keys", [
-    ("root1", "systemd", "root", "www-data", False, None),
-    ("dep1", "systemd", "deploy", "deploy", False, (K1, K2, K3)),
-    ("dep2", "supervisor", "deploy", "deploy", False, (K3,)),
-    ("dep6", "systemd", "deploy", "web", True, (K3,)),
+# the app runs as its own user unless app_user says otherwise; never as the login user
+OWN = "wsgiship-shop"
+
+
+@pytest.mark.parametrize("alias, manager, owner, app_user, remove_default, keys, shared", [
+    ("root1", "systemd", "root", OWN, False, None, ((), ())),
+    ("dep1", "systemd", "deploy", OWN, False, (K1, K2, K3), ((), ())),
+    ("dep2", "supervisor", "deploy", OWN, False, (K3,), ((), ())),
+    ("dep6", "systemd", "deploy", "web", True, (K3,), ((), ())),
+    ("dep7", "systemd", "deploy", OWN, False, (K3,), (("media", "data/cache"), (".env",))),
 ])
 def test_step_scripts(host: Callable[[str], Host], alias: str, manager: str, owner: str, app_user: str,
-                      remove_default: bool, keys: tuple[str, ...] | None) -> None:
+                      remove_default: bool, keys: tuple[str, ...] | None,
+                      shared: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     got = dict(steps(host(alias)))
     p = Paths("/srv/shop", "shop", manager)
     assert got["os"] == cmds.check_os()
     assert got["packages"] == cmds.packages(("supervisor",) if manager == "supervisor" else ())
-    assert got["layout"] == cmds.layout(p, owner, app_user)
+    assert got["layout"] == cmds.layout(p, owner, app_user, *shared)
     assert got["nginx"] == cmds.nginx(remove_default)
     if keys is None:
         assert "deploy user" not in got and "sudo rules" not in got
     else:
         assert got["deploy user"] == cmds.deploy_user("deploy", keys)
-        assert got["sudo rules"] == cmds.sudoers(p, "deploy")
-    # the service config is rendered for the manager and the user the app runs as
+        assert got["sudo rules"] == cmds.sudoers(p, "deploy", app_user)
+        assert f"deploy ALL=({app_user}) NOPASSWD: ALL" in got["sudo rules"]
+    # the service config and the site are rendered for the manager and the app's user
+    rendered = render(host(alias).app, "setup", app_user, "")
+    assert got["service"] == cmds.service(p, rendered[f"{CONFIG_DIR}/service"])
+    assert got["site"] == cmds.site(p, rendered[f"{CONFIG_DIR}/nginx.conf"])
     service = got["service"]
     assert p.service_file in service
     assert ("[Service]" in service) == (manager == "systemd")
     assert ("[program:wsgiship-shop]" in service) == (manager == "supervisor")
     assert f"User={app_user}" in service or f"user={app_user}" in service
+    assert "/etc/nginx/sites-available/wsgiship-shop" in got["site"]
+    assert "server_name" in got["site"]
 
 
 def test_the_supervisor_package_is_installed_for_supervisor_only(host: Callable[[str], Host]) -> None:

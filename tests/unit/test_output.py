@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from wsgiship import output
-from wsgiship.errors import WsgishipError
+from wsgiship.errors import ConfigError, RemoteError, WsgishipError
 
 
 def test_printer_labels_lines_escapes_controls_and_writes_utf8() -> None:
@@ -147,3 +147,52 @@ def test_reporter_line_is_labelled_and_escaped() -> None:
     out = io.BytesIO()
     output.Reporter("web2", output.Printer(out, io.BytesIO()), live=False).line("a\x1b[1mb")
     assert out.getvalue() == b"[web2] a\\x1b[1mb\n"
+
+
+# --- visible_lines, and the CLI's errors printed through it ---
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("plain", "plain"),
+    ("two\nlines", "two\nlines"),                                      # newlines kept
+    # a CRLF line end is a line end; a \r inside a line is shown
+    ("evil \x1b[2J\x07 tab\tkept\r\nnext \x9b line", "evil \\x1b[2J\\x07 tab\tkept\nnext \\x9b line"),
+    ("over\rwritten", "over\\x0dwritten"),
+    ("\n\x00\n", "\n\\x00\n"),
+    ("", ""),
+])
+def test_visible_lines_escapes_control_characters_per_line(text: str, shown: str) -> None:
+    assert output.visible_lines(text) == shown
+    assert output.visible_lines(text).split("\n") == [output.visible(line)
+                                                      for line in text.split("\n")]
+
+
+@pytest.mark.parametrize("exc, message, code", [
+    (WsgishipError("locked by \x1b]0;owned\x07eve", host="web1"),
+     "error: web1: locked by \\x1b]0;owned\\x07eve", 1),
+    (RemoteError("health check failed", "HTTP 500\n\x1b[2Jbody\r", host="web1"),
+     "error: web1: health check failed\n  | HTTP 500\n  | \\x1b[2Jbody", 1),
+    (ConfigError("hosts.yaml: app.name: missing (required)"),
+     "error: hosts.yaml: app.name: missing (required)", 2),
+])
+def test_clean_exit_prints_errors_with_their_control_characters_escaped(
+        exc: WsgishipError, message: str, code: int) -> None:
+    from invoke import Exit
+
+    from tasks.common import clean_exit
+
+    @clean_exit
+    def task() -> None:
+        raise exc
+
+    with pytest.raises(Exit) as info:
+        task()
+    assert (info.value.message, info.value.code) == (message, code)
+
+
+def test_clean_exit_passes_results_and_other_errors_through() -> None:
+    from tasks.common import clean_exit
+
+    assert clean_exit(lambda x: x + 1)(1) == 2
+    with pytest.raises(ZeroDivisionError):
+        clean_exit(lambda: 1 / 0)()

@@ -7,10 +7,12 @@ deploy_to), with the fakes of fakes.py on PATH where a real command would touch 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
 import sys
+import tarfile
 from pathlib import Path
 
 from fakes import (
@@ -199,6 +201,47 @@ def test_unpack_never_overwrites_an_existing_release(deploy: Path, sh) -> None:
     upload = write_upload(deploy, {"app.py": "new\n"})
     assert sh(release.unpack(paths(deploy), NAME, str(upload), (), ())).returncode != 0
     assert (deploy / "releases" / NAME / "app.py").read_text() == "old\n"
+
+
+def write_raw_upload(root: Path, members: dict[str, tuple[int, bytes | None]]) -> Path:
+    """An upload tarball with exactly these members (name: (mode, file content, or None for a
+    dir)), owned by uid/gid 4321."""
+    upload = root / ".raw.tar.gz"
+    with tarfile.open(upload, "w:gz") as tar:
+        for name, (mode, data) in members.items():
+            info = tarfile.TarInfo(name)
+            info.mode, info.uid, info.gid = mode, 4321, 4321
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return upload
+
+
+def test_unpack_takes_modes_from_the_umask_not_from_the_archive(deploy: Path, sh) -> None:
+    # whoever logs in (root keeps an archive's modes and owners unless told not to), the
+    # release is the login's, group-readable at most: nobody else writes the app's code
+    upload = write_raw_upload(deploy, {
+        "open.txt": (0o666, b"x\n"),
+        "tool.sh": (0o777, b"#!/bin/sh\n"),
+        "data": (0o777, None),
+        "data/inner.txt": (0o666, b"y\n"),
+        "plain.py": (0o644, b"z\n"),
+        "script.sh": (0o755, b"#!/bin/sh\n"),
+        "private": (0o600, b"k\n"),
+        "setuid": (0o4777, b"#!/bin/sh\n"),
+    })
+    res = sh(release.unpack(paths(deploy), NAME, str(upload), (), ()))
+    assert res.returncode == 0, res.stderr
+    r = deploy / "releases" / NAME
+    modes = {name: (r / name).stat().st_mode & 0o7777 for name in (
+        "open.txt", "tool.sh", "data", "data/inner.txt", "plain.py", "script.sh", "private",
+        "setuid")}
+    assert modes == {"open.txt": 0o640, "tool.sh": 0o750, "data": 0o750, "data/inner.txt": 0o640,
+                     "plain.py": 0o640, "script.sh": 0o750, "private": 0o600, "setuid": 0o750}
+    assert {(r / name).stat().st_uid for name in modes} == {os.getuid()}
 
 
 def test_unpack_seeds_shared_files_and_dirs_then_links_them(deploy: Path, sh) -> None:

@@ -1,4 +1,4 @@
-"""wsgiship.commands.services: install, reload_uwsgi and error_log_tail.
+"""wsgiship.commands.services: install, app_dirs, reload_uwsgi and error_log_tail.
 
 reload_uwsgi runs for real against stand-in uWSGI masters (processes whose children run in a
 release dir), with the fake service managers of fakes.py on PATH."""
@@ -19,7 +19,10 @@ from fakes import (
     HOSTILE,
     MANAGERS,
     NAME,
+    SITE,
     add_release,
+    as_app,
+    as_app_calls,
     as_deploy,
     body_lines,
     calls,
@@ -33,13 +36,15 @@ from fakes import (
     svc_paths,
 )
 
-from wsgiship.commands import services
+from wsgiship import shell
+from wsgiship.commands import nginx, services
 from wsgiship.layout import Paths
 
 
 def test_error_log_tail_forces_an_integer() -> None:
     text = services.error_log_tail(Paths("/srv/app", "app"), 7)
-    assert shlex.split(body_lines(text)[0])[:4] == ["tail", "-n", "7", "/srv/app/shared/log/uwsgi.log"]
+    assert shlex.split(body_lines(text)[0]) == [
+        "$AS_APP", "tail", "-n", "7", "/srv/app/shared/log/uwsgi.log", "2>/dev/null", "||", "true"]
     with pytest.raises(ValueError):
         services.error_log_tail(Paths("/srv/app", "app"), "5; rm -rf /")  # type: ignore[arg-type]
 
@@ -47,45 +52,47 @@ def test_error_log_tail_forces_an_integer() -> None:
 def test_error_log_tail(deploy: Path, sh) -> None:
     log = deploy / "shared" / "log" / "uwsgi.log"
     log.write_text("".join(f"line {i}\n" for i in range(50)))
-    res = sh(services.error_log_tail(paths(deploy), 3))
+    res = sh(as_app(services.error_log_tail(paths(deploy), 3)))
     assert res.stdout == "line 47\nline 48\nline 49\n"
     log.unlink()
-    res = sh(services.error_log_tail(paths(deploy)))
+    res = sh(as_app(services.error_log_tail(paths(deploy))))
     assert res.returncode == 0 and res.stdout == ""
 
 
-# --- install ---
+def test_error_log_tail_reads_the_log_as_the_app(deploy: Path, fakebin: Path, sh) -> None:
+    log = deploy / "shared" / "log" / "uwsgi.log"
+    log.write_text("one\ntwo\n")
+    res = sh(as_app(services.error_log_tail(paths(deploy), 1), "sudo -n -u web --"),
+             env=as_deploy(fakebin))
+    assert (res.returncode, res.stdout) == (0, "two\n")
+    assert as_app_calls(fakebin) == [f"tail -n 1 {log}"]
+    # sudo refusing to act as the app: no log, and no failure
+    (fakebin / "calls").unlink()
+    res = sh(as_app(services.error_log_tail(paths(deploy), 1), "sudo -n -u web --"),
+             env=as_deploy(fakebin, SUDO_REFUSE="tail"))
+    assert (res.returncode, res.stdout) == (0, "")
 
 
-def test_install_chowns_shared_only_for_a_separate_app_user() -> None:
-    p = Paths("/srv/app", "app")
-    same = services.install(p, "deploy", "deploy", ("media", ".env"))
-    assert "chown" not in same
-    other = services.install(p, "deploy", "www-data", ("media", ".env"))
-    chowns = [shlex.split(line.partition("|| ")[2]) for line in other.splitlines() if "chown" in line]
-    assert chowns == [["$SUDO", "chown", "www-data:www-data", f"/srv/app/shared/{d}"]
-                      for d in ("log", "run", "media", ".env")]
-    for text in (same, other):
-        assert "/etc/systemd/system/wsgiship-app.service" in text
-        assert "/srv/app/current/.wsgiship/service" in text
-        assert "/srv/app/current/.wsgiship/nginx.conf" in text
-        assert "/etc/nginx/sites-enabled/wsgiship-app" in text
+# --- install: the service config and the nginx site from `current` ---
+
+
+def test_install_installs_the_service_config_then_the_site() -> None:
+    text = services.install(Paths("/srv/app", "app"))
+    lines = body_lines(text)
+    assert len(lines) == 3
+    assert "/srv/app/current/.wsgiship/service /etc/systemd/system/wsgiship-app.service" in lines[0]
+    assert lines[1:] == nginx.install_site(Paths("/srv/app", "app"))
+    # the app's user and its dirs are app_dirs' business
+    assert "chown" not in text and "useradd" not in text
 
 
 def test_install_targets_the_managers_config_file() -> None:
-    text = services.install(Paths("/srv/app", "app", "supervisor"), "deploy", "deploy")
-    argv = shlex.split(line_with(text, "cmp -s").partition("then")[2].partition(";")[0])
+    text = services.install(Paths("/srv/app", "app", "supervisor"))
+    argv = shlex.split(line_with(text, "unit=installed").partition("then")[2].partition(";")[0])
     assert argv == ["$SUDO", "install", "-m", "644", "/srv/app/current/.wsgiship/service",
                     "/etc/supervisor/conf.d/wsgiship-app.conf"]
     assert "supervisorctl update wsgiship-app" in text
     assert "systemctl" not in text and "/etc/systemd" not in text
-
-
-def test_install_quotes_the_users_and_shared_names() -> None:
-    text = services.install(Paths("/srv/app", "app"), "deploy", "web" + HOSTILE, (HOSTILE,))
-    chowns = [shlex.split(line.partition("|| ")[2]) for line in text.splitlines() if "chown" in line]
-    assert chowns == [["$SUDO", "chown", f"web{HOSTILE}:www-data", f"/srv/app/shared/{d}"]
-                      for d in ("log", "run", HOSTILE)]
 
 
 @pytest.mark.parametrize("manager", MANAGERS)
@@ -93,15 +100,14 @@ def test_install_runs_each_root_command_through_sudo_once_and_only_when_needed(
         deploy: Path, fakebin: Path, sh, manager: str) -> None:
     current_release(deploy, manager)
     p = svc_paths(deploy, manager)
-    body = priv(services.install(p, "deploy", "web", (".env",)), "sudo -n")
+    body = priv(services.install(p), "sudo -n")
     res = sh(body, env=as_deploy(fakebin))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "unit=installed\nsite=installed\nsite=installed\n"
-    fake_root = Path(p.root)
     assert Path(p.service_file).read_text() == f"{manager} config\n"
-    available = fake_root / "etc/nginx/sites-available/wsgiship-app"
-    enabled = fake_root / "etc/nginx/sites-enabled/wsgiship-app"
-    assert os.readlink(available) == f"{deploy}/current/.wsgiship/nginx.conf"
+    available = Path(p.nginx_available)  # a root-owned copy, not a link into the release
+    assert not available.is_symlink() and available.read_text() == SITE
+    enabled = Path(p.root) / "etc/nginx/sites-enabled/wsgiship-app"
     assert os.readlink(enabled) == "../sites-available/wsgiship-app"
     apply = (["systemctl daemon-reload", "systemctl enable -q wsgiship-app"]
              if manager == "systemd" else
@@ -109,21 +115,95 @@ def test_install_runs_each_root_command_through_sudo_once_and_only_when_needed(
     assert sudoed(fakebin) == [
         f"install -m 644 {deploy}/current/.wsgiship/service {p.service_file}",
         *apply,
-        f"ln -sfn {deploy}/current/.wsgiship/nginx.conf /etc/nginx/sites-available/wsgiship-app",
+        f"install -m 644 -o root -g root {deploy}/current/.wsgiship/nginx.conf {available}",
         "ln -sfn ../sites-available/wsgiship-app /etc/nginx/sites-enabled/wsgiship-app",
-        *(f"chown web:www-data {deploy}/shared/{d}" for d in ("log", "run", ".env")),
     ]
-    # everything in place: only the chown of dirs not yet the app user's needs root (the fake
-    # chown changes nothing), and none when the app user is the login
+    # everything in place: nothing needs root
     (fakebin / "calls").unlink()
     res = sh(body, env=as_deploy(fakebin))
-    assert res.returncode == 0 and res.stdout == ""
-    assert [c.split()[0] for c in sudoed(fakebin)] == ["chown"] * 3
-    (fakebin / "calls").unlink()
-    res = sh(priv(services.install(p, "deploy", "deploy"), "sudo -n"), env=as_deploy(fakebin))
-    assert res.returncode == 0 and res.stdout == ""
-    assert sudoed(fakebin) == []
+    assert (res.returncode, res.stdout, sudoed(fakebin)) == (0, "", [])
     assert any(c.startswith("readlink /etc/nginx/") for c in calls(fakebin))
+
+
+# --- app_dirs: the app's user and its dirs ---
+
+
+def test_app_dirs_is_nothing_when_the_app_runs_as_the_login_user() -> None:
+    text = services.app_dirs(Paths("/srv/app", "app"), "deploy", "deploy", ("media",))
+    assert text.strip() == shell.HEADER.strip()
+
+
+def test_app_dirs_creates_the_user_and_hands_it_its_dirs() -> None:
+    text = services.app_dirs(Paths("/srv/app", "app"), "deploy", "web", ("media", ".env"))
+    first, *rest = body_lines(text)
+    assert shlex.split(first) == [
+        "id", "-u", "web", ">/dev/null", "2>&1", "||", "$SUDO", "useradd", "--system", "--gid",
+        "www-data", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+        "/usr/sbin/nologin", "web"]
+    owned = [f"/srv/app/shared/{d}" for d in ("log", "run", "media", ".env")]
+    assert rest == [services.hand_to_app(d, "web") for d in owned]
+    for d, line in zip(owned, rest, strict=True):
+        refuse, _, give = line.partition("fi; ")
+        assert shlex.split(refuse) == ["if", "[", "-L", d, "];", "then", "echo",
+                                       f"refusing: {d} is a symbolic link", ">&2;", "exit", "1;"]
+        assert shlex.split(give) == ["[", "$(stat -c %U " + d + ")", "=", "web", "]", "||",
+                                     "$SUDO", "chown", "-R", "-h", "web:www-data", d]
+
+
+def test_app_dirs_quotes_the_users_and_shared_names() -> None:
+    user = "web" + HOSTILE
+    text = services.app_dirs(Paths("/srv/app", "app"), "deploy", user, (HOSTILE,))
+    chowns = [shlex.split(line.partition("|| ")[2]) for line in body_lines(text)[1:]]
+    assert chowns == [["$SUDO", "chown", "-R", "-h", f"{user}:www-data", f"/srv/app/shared/{d}"]
+                      for d in ("log", "run", HOSTILE)]
+    assert shlex.split(body_lines(text)[0])[-1] == user
+
+
+def test_app_dirs_runs_as_a_deploy_user_with_sudo_only_what_is_missing(
+        deploy: Path, fakebin: Path, sh, tmp_path: Path) -> None:
+    (tmp_path / "users").mkdir()
+    (deploy / "shared" / "media").mkdir()
+    (deploy / "shared" / ".env").write_text("SECRET=1\n")
+    owners = tmp_path / "owners"  # who the fake stat says owns what (the fake chown notes it)
+    owners.write_text(f"deploy {deploy}/shared/log\nweb {deploy}/shared/run\n")
+    env = as_deploy(fakebin, USERS=str(tmp_path / "users"), OWNERS=str(owners))
+    body = priv(services.app_dirs(paths(deploy), "deploy", "web", ("media", ".env")), "sudo -n")
+    res = sh(body, env=env)
+    assert (res.returncode, res.stdout) == (0, ""), res.stderr
+    assert sudoed(fakebin) == [
+        "useradd --system --gid www-data --no-create-home --home-dir /nonexistent"
+        " --shell /usr/sbin/nologin web",
+        *(f"chown -R -h web:www-data {deploy}/shared/{d}" for d in ("log", "media", ".env"))]
+    (fakebin / "calls").unlink()
+    res = sh(body, env=env)
+    assert (res.returncode, res.stdout, sudoed(fakebin)) == (0, "", [])
+    # without $SUDO a deploy user may not create the user
+    (tmp_path / "users" / "web").unlink()
+    res = sh(priv(services.app_dirs(paths(deploy), "deploy", "web"), ""), env=env)
+    assert res.returncode == 77
+
+
+@pytest.mark.parametrize("planted", ["log", "media", ".env"])
+def test_app_dirs_refuses_a_symbolic_link(deploy: Path, fakebin: Path, sh, tmp_path: Path,
+                                          planted: str) -> None:
+    # a link in the app's place (to a file root owns, say) is never chowned through
+    (tmp_path / "users").mkdir()
+    (tmp_path / "users" / "web").touch()
+    (deploy / "shared" / "media").mkdir()
+    (deploy / "shared" / ".env").write_text("")
+    victim = tmp_path / "victim"
+    victim.write_text("root's\n")
+    link = deploy / "shared" / planted
+    if link.is_dir():
+        link.rmdir()
+    else:
+        link.unlink()
+    link.symlink_to(victim)
+    res = sh(priv(services.app_dirs(paths(deploy), "deploy", "web", ("media", ".env")), ""),
+             env=fake_env(fakebin, USERS=str(tmp_path / "users")))
+    assert res.returncode == 1
+    assert res.stderr == f"refusing: {link} is a symbolic link\n"
+    assert not any(str(link) in c for c in calls(fakebin) if c.startswith("chown"))
 
 
 # --- reload_uwsgi, run with fakes ---
@@ -155,6 +235,8 @@ MANAGER_CALLS = {
 
 # Who runs the scripts: root itself ($SUDO empty), or a deploy user with sudo -n.
 LOGINS = {"root": ("", {}), "deploy": ("sudo -n", {"FAKE_LOGIN": "deploy"})}
+# How each login runs a command as the app's user `web` (Remote.as_app_prefix)
+AS_WEB = {"root": "runuser -u web --", "deploy": "sudo -n -u web --"}
 
 
 @pytest.fixture
@@ -187,13 +269,15 @@ def reload_env(fakebin: Path, login: str, **extra: str) -> dict[str, str]:
 
 
 def reload_script(deploy: Path, manager: str, login: str, release: str, previous: str,
-                  processes: int = 2, as_other: bool = False, wait: int = 5,
+                  processes: int = 2, as_web: bool = False, wait: int = 5,
                   unit_changed: str = "") -> str:
+    """reload_uwsgi as the flow sends it: $SUDO and $AS_APP for `login`; the app runs as the
+    login user, or (as_web) as `web`."""
     body = services.reload_uwsgi(svc_paths(deploy, manager), release, previous, processes,
-                                 as_other, wait=wait)
+                                 wait=wait)
     if unit_changed:
-        body = f"UNIT_CHANGED={unit_changed}\n" + body  # as the flow sends it
-    return priv(body, LOGINS[login][0])
+        body = f"UNIT_CHANGED={unit_changed}\n" + body
+    return priv(as_app(body, AS_WEB[login] if as_web else ""), LOGINS[login][0])
 
 
 @pytest.mark.parametrize("login", LOGINS)
@@ -202,18 +286,22 @@ def test_reload_uwsgi_starts_a_stopped_service_and_waits_for_its_workers(
         deploy: Path, fakebin: Path, master, sh, manager: str, login: str) -> None:
     r = add_release(deploy, rel(1))
     pid = master(r, 2)
-    res = sh(reload_script(deploy, manager, login, rel(1), ""),
-             env=reload_env(fakebin, login, MAINPID=str(pid)))
+    res = sh(reload_script(deploy, manager, login, rel(1), "", as_web=True),
+             env=reload_env(fakebin, login, MAINPID=str(pid), WORKERS_USER="web"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=started\nworkers=2\n"
     m = MANAGER_CALLS[manager]
-    done = [c for c in calls(fakebin) if not c.startswith(("sudo ", "readlink", "getent"))]
+    done = [c for c in calls(fakebin) if not c.startswith(("sudo ", "runuser ", "readlink"))]
     assert done[0].startswith(m["is_active"])
     assert m["start"] in done
     assert m["main_pid"] in done
     assert m["graceful"] not in done
     if login == "deploy":
         assert m["start"] in sudoed(fakebin)
+    # the workers' dirs are read as the app's user, who may (never as root)
+    looked = as_app_calls(fakebin)
+    assert looked and all(c.startswith("readlink /proc/") for c in looked)
+    assert not any("/proc/" in c for c in sudoed(fakebin))
 
 
 @pytest.mark.parametrize("manager", MANAGERS)
@@ -275,25 +363,47 @@ def fifo_reader(deploy: Path) -> Iterator[subprocess.Popen[bytes]]:
     reader.wait()
 
 
-@pytest.mark.parametrize("manager", MANAGERS)
-def test_reload_uwsgi_chain_reloads_through_the_fifo_as_the_app_user(
-        deploy: Path, fakebin: Path, master, sh, fifo_reader, manager: str) -> None:
+def chain_releases(deploy: Path) -> Path:
+    """Releases 1 and 2 with the same venv and uwsgi.ini (comments aside): a chain reload."""
     r1 = add_release(deploy, rel(1))
-    r2 = add_release(deploy, rel(2))  # the same venv
+    r2 = add_release(deploy, rel(2))
     (r1 / ".wsgiship" / "uwsgi.ini").write_text(f"; release {rel(1)}\n[uwsgi]\n")
     (r2 / ".wsgiship" / "uwsgi.ini").write_text(f"; release {rel(2)}\n[uwsgi]\n")
-    pid = master(r2, 2)
-    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_other=True,
+    return r2
+
+
+@pytest.mark.parametrize("login", LOGINS)
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_reload_uwsgi_chain_reloads_through_the_fifo_as_the_app_user(
+        deploy: Path, fakebin: Path, master, sh, fifo_reader, manager: str, login: str) -> None:
+    pid = master(chain_releases(deploy), 2)
+    res = sh(reload_script(deploy, manager, login, rel(2), rel(1), as_web=True,
                            unit_changed="0"),
-             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid)))
+             env=reload_env(fakebin, login, ACTIVE="1", MAINPID=str(pid), WORKERS_USER="web"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=chain\nworkers=2\n"
     assert fifo_reader.communicate(timeout=5)[0] == b"c"
     fifo = deploy / "shared" / "run" / "uwsgi.fifo"
-    # uWSGI runs as another user: its fifo and its workers' cwd need root
-    assert f"timeout 5 sh -c printf c > {fifo}" in sudoed(fakebin)
-    assert f"readlink /proc/{pid_of_a_worker(pid)}/cwd" in sudoed(fakebin)
+    # uWSGI runs as the app's user: its fifo and its workers' cwd are used as that user
+    looked = as_app_calls(fakebin)
+    assert looked[:2] == [f"test -p {fifo}", f"timeout 5 tee {fifo}"]
+    assert f"readlink /proc/{pid_of_a_worker(pid)}/cwd" in looked
+    # ... and never as root, nor through a second shell
+    assert not any("uwsgi.fifo" in c or "/proc/" in c for c in sudoed(fakebin))
+    assert not any(" sh -c" in c for c in calls(fakebin))
     assert MANAGER_CALLS[manager]["graceful"] not in calls(fakebin)
+
+
+def test_reload_uwsgi_is_graceful_when_the_app_user_may_not_reach_its_fifo(
+        deploy: Path, fakebin: Path, master, sh, fifo_reader) -> None:
+    pid = master(chain_releases(deploy), 2)
+    res = sh(reload_script(deploy, "systemd", "deploy", rel(2), rel(1), as_web=True),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid), SUDO_REFUSE="test"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=graceful\nworkers=2\n"
+    assert "systemctl reload wsgiship-app" in sudoed(fakebin)
+    fifo_reader.kill()
+    assert fifo_reader.communicate()[0] == b""  # nothing written to the fifo
 
 
 def pid_of_a_worker(master_pid: int) -> str:
@@ -320,37 +430,39 @@ def test_reload_uwsgi_fails_while_workers_serve_the_old_release(deploy: Path, fa
                                                                master, sh) -> None:
     r1 = add_release(deploy, rel(1))
     add_release(deploy, rel(2))
-    (deploy / "shared" / "log" / "uwsgi.log").write_text("worker 1 buried after 1 seconds\n")
+    log = deploy / "shared" / "log" / "uwsgi.log"
+    log.write_text("worker 1 buried after 1 seconds\n")
     pid = master(r1, 2)
-    res = sh(reload_script(deploy, "systemd", "root", rel(2), rel(1), wait=0),
+    res = sh(reload_script(deploy, "systemd", "root", rel(2), rel(1), as_web=True, wait=0),
              env=reload_env(fakebin, "root", ACTIVE="1", MAINPID=str(pid)))
     assert res.returncode == 1
     assert "only 0 of 2 workers serve the new release after 0s" in res.stderr
     assert "worker 1 buried" in res.stderr
+    assert f"tail -n 20 {log}" in as_app_calls(fakebin)  # the app's log, read as the app
 
 
 @pytest.mark.parametrize("manager", MANAGERS)
 def test_reload_uwsgi_reports_unknown_workers_it_may_not_look_into(
         deploy: Path, fakebin: Path, master, sh, manager: str) -> None:
-    # uWSGI runs as another user and sudo does not allow reading its /proc entries: the
-    # reload cannot tell which release the workers serve (the health check will)
+    # uWSGI runs as another user and sudo does not allow acting as it: the reload cannot
+    # tell which release the workers serve (the health check will)
     r1 = add_release(deploy, rel(1), venv_key="a")
     add_release(deploy, rel(2), venv_key="b")
     pid = master(r1, 2)
-    env = reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid), WORKERS_HIDDEN="1",
+    env = reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid), WORKERS_USER="web",
                      SUDO_REFUSE="readlink")
-    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_other=True, wait=2),
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_web=True, wait=2),
              env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=graceful\nworkers=unknown\n"
-    # with sudo allowed to look, the old workers are seen for what they are
+    # with sudo allowed to act as the app, the old workers are seen for what they are
     (fakebin / "calls").unlink()
     env.pop("SUDO_REFUSE")
-    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_other=True, wait=0),
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), as_web=True, wait=0),
              env=env)
     assert res.returncode == 1
     assert "only 0 of 2 workers serve the new release after 0s" in res.stderr
-    assert any(c.startswith("readlink /proc/") for c in sudoed(fakebin))
+    assert any(c.startswith("readlink /proc/") for c in as_app_calls(fakebin))
 
 
 def test_reload_uwsgi_waits_for_all_workers_even_unknown_ones(deploy: Path, fakebin: Path,
@@ -358,9 +470,9 @@ def test_reload_uwsgi_waits_for_all_workers_even_unknown_ones(deploy: Path, fake
     r1 = add_release(deploy, rel(1), venv_key="a")
     add_release(deploy, rel(2), venv_key="b")
     pid = master(r1, 1)  # one worker of the 2 configured: not all there yet
-    res = sh(reload_script(deploy, "systemd", "deploy", rel(2), rel(1), as_other=True, wait=1),
+    res = sh(reload_script(deploy, "systemd", "deploy", rel(2), rel(1), as_web=True, wait=1),
              env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid),
-                            WORKERS_HIDDEN="1", SUDO_REFUSE="readlink"))
+                            WORKERS_USER="web", SUDO_REFUSE="readlink"))
     assert res.returncode == 1
     assert "only 0 of 1 workers serve the new release after 1s" in res.stderr
 
@@ -369,12 +481,13 @@ def test_reload_uwsgi_reads_worker_dirs_without_sudo_for_its_own_workers(
         deploy: Path, fakebin: Path, master, sh) -> None:
     r = add_release(deploy, rel(1))
     pid = master(r, 2)
-    res = sh(reload_script(deploy, "systemd", "deploy", rel(1), "", as_other=False),
-             env=reload_env(fakebin, "deploy", MAINPID=str(pid)))
+    res = sh(reload_script(deploy, "systemd", "deploy", rel(1), ""),
+             env=reload_env(fakebin, "deploy", MAINPID=str(pid), WORKERS_USER="deploy"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=started\nworkers=2\n"
     assert any(c.startswith("readlink /proc/") for c in calls(fakebin))
-    assert sudoed(fakebin) == ["systemctl start wsgiship-app"]
+    assert [c for c in calls(fakebin) if c.startswith("sudo")] == [
+        "sudo -n systemctl start wsgiship-app"]
 
 
 @pytest.fixture
@@ -388,8 +501,9 @@ def instant_sleep(fakebin: Path) -> None:
 def test_reload_uwsgi_failure_to_start_shows_why_and_the_app_log(
         deploy: Path, fakebin: Path, sh, instant_sleep, manager: str) -> None:
     add_release(deploy, rel(1))
-    (deploy / "shared" / "log" / "uwsgi.log").write_text("ImportError: no module named hello\n")
-    res = sh(reload_script(deploy, manager, "deploy", rel(1), "", wait=1),
+    log = deploy / "shared" / "log" / "uwsgi.log"
+    log.write_text("ImportError: no module named hello\n")
+    res = sh(reload_script(deploy, manager, "deploy", rel(1), "", as_web=True, wait=1),
              env=reload_env(fakebin, "deploy", START_OK="0"))
     assert res.returncode == 1
     m = MANAGER_CALLS[manager]
@@ -397,22 +511,32 @@ def test_reload_uwsgi_failure_to_start_shows_why_and_the_app_log(
     assert "ImportError: no module named hello" in res.stderr
     assert m["why"] in calls(fakebin)
     assert "uwsgi=" not in res.stdout
+    assert as_app_calls(fakebin) == [f"tail -n 20 {log}"]
 
 
 def test_reload_uwsgi_quotes_release_names() -> None:
-    text = services.reload_uwsgi(Paths("/srv/app", "app"), HOSTILE, "old" + HOSTILE, 2, False)
+    text = services.reload_uwsgi(Paths("/srv/app", "app"), HOSTILE, "old" + HOSTILE, 2)
     assert shlex.split(line_with(text, "NEW=")) == [
         f"NEW=/srv/app/releases/{HOSTILE};", f"OLD=/srv/app/releases/old{HOSTILE}"]
 
 
-def test_reload_uwsgi_writes_the_fifo_in_shared_run() -> None:
-    text = services.reload_uwsgi(Paths("/srv/app", "app"), NAME, "old", 2, as_other=True)
+@pytest.mark.parametrize("deploy_to", ["/srv/app", "/srv/my app" + HOSTILE])
+def test_reload_uwsgi_uses_the_fifo_log_and_proc_as_the_app(deploy_to: str) -> None:
+    text = services.reload_uwsgi(Paths(deploy_to, "app"), NAME, "old", 2)
+    fifo, log = f"{deploy_to}/shared/run/uwsgi.fifo", f"{deploy_to}/shared/log/uwsgi.log"
     line = line_with(text, "timeout 5")
     assert line.startswith("chain() { ") and line.endswith("; }")
-    argv = shlex.split(line[len("chain() { "):-len("; }")])
-    assert argv[:5] == ["$SUDO", "timeout", "5", "sh", "-c"]
-    assert shlex.split(argv[5]) == ["printf", "c", ">", "/srv/app/shared/run/uwsgi.fifo"]
-    assert "[ -p /srv/app/shared/run/uwsgi.fifo ]" in text
+    # the fifo written by tee as the app: no second shell for the path to go through
+    assert shlex.split(line[len("chain() { "):-len("; }")]) == [
+        "printf", "c", "|", "$AS_APP", "timeout", "5", "tee", fifo, ">/dev/null"]
+    test = line_with(text, "test -p").rpartition("&& ")[2].partition("; then")[0]
+    assert shlex.split(test) == ["$AS_APP", "test", "-p", fifo]
+    assert line_with(text, "readlink \"/proc/").strip() == (
+        'cwd=$($AS_APP readlink "/proc/$w/cwd" 2>/dev/null || true)')
+    tails = [shlex.split(line.strip().partition(" >&2")[0]) for line in text.splitlines()
+             if "tail -n 20" in line]
+    assert tails == [["$AS_APP", "tail", "-n", "20", log]] * 2
+    assert "sh -c" not in text and "$SUDO timeout" not in text and "$SUDO readlink" not in text
 
 
 # A stand-in uWSGI master with a fifo: it drops the first `c` ("chain reload already running",

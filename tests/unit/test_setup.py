@@ -8,7 +8,9 @@ tmp_path after checking that the script names it.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -115,6 +117,7 @@ ACCOUNTS = {
     # users are dirs in $HOMES; $HOMES/<user>.groups lists their groups
     "id": 'case "$1" in\n'
           '  -u) [ -d "$HOMES/$2" ] && echo 1000 ;;\n'
+          '  -un) echo "${FAKE_LOGIN:-root}" ;;\n'
           '  -nG) cat "$HOMES/$2.groups" ;;\n'
           '  -gn) echo "$2" ;;\n'
           '  *) exit 9 ;;\n'
@@ -123,23 +126,28 @@ ACCOUNTS = {
                'mkdir -p "$HOMES/$u"; echo "$u" > "$HOMES/$u.groups"\n',
     "usermod": 'echo "usermod $*" >> "$CALLS"\n[ "$1" = -aG ] || exit 9\n'
                'f="$HOMES/${@: -1}.groups"; echo "$(cat "$f") $2" > "$f"\n',
-    "getent": '[ "$1" = passwd ] || exit 9\necho "$2:x:1000:1000::$HOMES/$2:/bin/bash"\n',
+    "getent": 'if [ "$1" = group ]; then exit "${GETENT_RC:-0}"; fi\n'
+              '[ "$1" = passwd ] || exit 9\necho "$2:x:1000:1000::$HOMES/$2:/bin/bash"\n',
 }
 K1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1 alice@laptop"
 K2 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQK2 bob@desk"
 EVIL = f"ssh-ed25519 AAAA {HOSTILE_TOUCH} $(id) `id`"
+GROUPS = "added to adm added to www-data"
 
 
 @pytest.mark.parametrize("groups, before, keys, changed, after", [
-    # a new user: created, in adm, with its keys
-    (None, None, (K1, K2), "created added to adm key added key added", [K1, K2]),
-    ("deploy", None, (), "added to adm", []),
-    ("deploy admins", None, (K1,), "added to adm key added", [K1]),  # adm, not admins
-    ("deploy adm", [K1], (K1, K2), "key added", [K1, K2]),
-    ("deploy adm", [K1, K2], (K2, K1), "", [K1, K2]),
+    # a new user: created, in adm and www-data, with its keys
+    (None, None, (K1, K2), f"created {GROUPS} key added", [K1, K2]),
+    ("deploy", None, (), GROUPS, []),
+    ("deploy admins www", None, (K1,), f"{GROUPS} key added", [K1]),  # adm, not admins
+    ("deploy www-data", None, (), "added to adm", []),
+    ("deploy adm", None, (), "added to www-data", []),
+    ("deploy adm www-data", [K1], (K1, K2), "key added", [K1, K2]),
+    ("deploy adm www-data", [K1, K2], (K2, K1), "", [K1, K2]),
     # a key counts as there only as a whole line
-    ("deploy adm", [K1 + " old"], (K1,), "key added", [K1 + " old", K1]),
-    (None, None, (EVIL,), "created added to adm key added", [EVIL]),
+    ("deploy adm www-data", [K1 + " old"], (K1,), "key added", [K1 + " old", K1]),
+    ("deploy adm www-data", [], ("-e not an option",), "key added", ["-e not an option"]),
+    (None, None, (EVIL,), f"created {GROUPS} key added", [EVIL]),
 ])
 def test_deploy_user(tmp_path: Path, fakebin: Path, sh, groups: str | None, before: list[str] | None,
                      keys: tuple[str, ...], changed: str, after: list[str]) -> None:
@@ -160,10 +168,13 @@ def test_deploy_user(tmp_path: Path, fakebin: Path, sh, groups: str | None, befo
     authorized = home / ".ssh" / "authorized_keys"
     assert authorized.read_text() == "".join(k + "\n" for k in after)
     assert authorized.stat().st_mode & 0o777 == 0o600
+    assert (home / ".ssh").stat().st_mode & 0o777 == 0o700
     assert ("useradd -m -s /bin/bash deploy" in calls(fakebin)) == (groups is None)
-    assert ("usermod -aG adm deploy" in calls(fakebin)) == ("added to adm" in changed)
-    assert f"install -d -m 700 -o deploy -g deploy {home}/.ssh" in calls(fakebin)
-    assert f"chown deploy {authorized}" in calls(fakebin)
+    for group in ("adm", "www-data"):
+        assert (f"usermod -aG {group} deploy" in calls(fakebin)) == (f"added to {group}" in changed)
+    # the keys are written by the user itself
+    assert [c.split(" -- ")[0] for c in calls(fakebin) if c.startswith("runuser")] == [
+        "runuser -u deploy"]
     assert not PWNED.exists()
     # and again: nothing left to do
     res = sh(setup.deploy_user("deploy", keys), env=env)
@@ -171,44 +182,153 @@ def test_deploy_user(tmp_path: Path, fakebin: Path, sh, groups: str | None, befo
     assert authorized.read_text() == "".join(k + "\n" for k in after)
 
 
+def test_deploy_user_touches_the_users_home_only_as_the_user() -> None:
+    # root never writes (nor chowns, nor follows a link) in a home the user controls: every
+    # file operation there is in USER_KEYS, which runs as the user
+    text = setup.deploy_user("deploy", (K1, EVIL))
+    found = re.search(r"^added=\$\((.*)\)\n\[ -z", text, re.M | re.S)
+    assert found, text
+    argv = shlex.split(found[1])
+    assert argv == ["runuser", "-u", "deploy", "--", "bash", "-c", setup.USER_KEYS, "keys", K1,
+                    EVIL]
+    rest = text.replace(found[1], "")
+    for word in ("authorized_keys", ".ssh", "chown", "chmod", "install", "mkdir", "touch"):
+        assert word not in rest, word
+
+
 # --- layout ---
 
 
-# stat -c %U:%G:%a DIR: what the last `install -d -o U -g G -m M DIR` gave DIR (in $STATE, from
-# before the run, or in $CALLS, from this one); nothing (exit 1) for a dir never installed
-STAT = {"stat": 'd="${@: -1}"\n'
-                'got=$(cat "$STATE" "$CALLS" 2>/dev/null | awk -v d="$d" \'$1 == "install" && $2 == "-d"'
-                ' && $NF == d { s = $4 ":" $6 ":" $8 } END { print s }\')\n'
-                '[ -n "$got" ] || exit 1\necho "$got"\n'}
+# stat -c %U:%G:%a PATH: what the last install (-o U -g G -m M), chown (U:G) or chmod (M) in
+# $STATE (from before the run) or $CALLS (this run) gave PATH; nothing (exit 1) if none did
+LAYOUT_FAKES = {
+    "stat": 'd="${@: -1}"\n'
+            'got=$(cat "$STATE" "$CALLS" 2>/dev/null | awk -v d="$d" \'$NF != d { next }\n'
+            '  $1 == "install" { for (i = 2; i < NF; i++) { if ($i == "-o") u = $(i + 1);'
+            ' if ($i == "-g") g = $(i + 1); if ($i == "-m") m = $(i + 1) } }\n'
+            '  $1 == "chown" { split($(NF - 1), ug, ":"); u = ug[1]; g = ug[2] }\n'
+            '  $1 == "chmod" { m = $2 }\n'
+            '  END { if (u != "") print u ":" g ":" m }\')\n'
+            '[ -n "$got" ] || exit 1\necho "$got"\n',
+    "chmod": 'echo "chmod $*" >> "$CALLS"\n',
+}
 DIRS = ["", "/releases", "/shared", "/venvs", "/shared/log", "/shared/run"]
+APP_DIRS = DIRS[4:]
+# shared items: (path under shared/, kind, owner, mode); parents of nested ones are the owner's
+SHARED = [("/shared/media", "dir", "web", "2750"), ("/shared/data", "dir", "deploy", "2750"),
+          ("/shared/data/cache", "dir", "web", "2750"), ("/shared/.env", "file", "web", "600"),
+          ("/shared/conf", "dir", "deploy", "2750"), ("/shared/conf/app.ini", "file", "web", "600")]
+USERADD_WEB = ("useradd --system --gid www-data --no-create-home --home-dir /nonexistent"
+               " --shell /usr/sbin/nologin web")
 
 
-@pytest.mark.parametrize("before, group, reinstalled", [
-    ({}, False, DIRS),                                                       # a fresh server
-    ({d: "deploy" for d in DIRS[:4]} | {d: "web" for d in DIRS[4:]}, True, []),  # all in place
-    ({d: "deploy" for d in DIRS}, True, ["/shared/log", "/shared/run"]),    # app user changed
-    ({d: "deploy" for d in DIRS[:4]} | {d: "web" for d in DIRS[4:]} | {"/releases": "root"}, True,
-     ["/releases"]),
-])
-def test_layout(tmp_path: Path, fakebin: Path, sh, before: dict[str, str], group: bool,
-                reinstalled: list[str]) -> None:
-    add_fakes(fakebin, STAT)
+def expected_state() -> dict[str, tuple[str, str, str]]:
+    """Every path layout makes: (kind, owner, mode)."""
+    dirs = {d: ("dir", "web" if d in APP_DIRS else "deploy", "2750") for d in DIRS}
+    return dirs | {path: (kind, who, mode) for path, kind, who, mode in SHARED}
+
+
+def run_layout(tmp_path: Path, fakebin: Path, sh, before: dict[str, tuple[str, str, str]],
+               group: bool = True, web_exists: bool = True,
+               links: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """layout for owner deploy, app user web and the SHARED items, with `before` there (path:
+    kind, owner, mode) and `links` planted (symbolic links to tmp_path/victim)."""
+    add_fakes(fakebin, ACCOUNTS | LAYOUT_FAKES)
     root = tmp_path / "srv" / "shop"
+    homes = tmp_path / "homes"
+    (homes / "web").mkdir(parents=True) if web_exists else homes.mkdir()
+    state = tmp_path / "state"
+    lines = []
+    for path, (kind, who, mode) in before.items():
+        target = Path(f"{root}{path}")
+        target.mkdir(parents=True) if kind == "dir" else target.touch()
+        lines.append(f"install -o {who} -g www-data -m {mode} {target}\n")
+    state.write_text("".join(lines))
+    victim = tmp_path / "victim"
+    victim.mkdir(exist_ok=True)
+    for link in links:
+        Path(f"{root}{link}").parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{root}{link}").symlink_to(victim)
     p = Paths(str(root), "shop")
     assert [d.removeprefix(str(root)) for d in p.dirs] == DIRS
-    state = tmp_path / "state"
-    state.write_text("".join(f"install -d -o {who} -g www-data -m 2750 {root}{d}\n"
-                             for d, who in before.items()))
-    res = sh(setup.layout(p, "deploy", "web"),
-             env=fake_env(fakebin, STATE=str(state), GETENT_RC="0" if group else "2"))
+    body = setup.layout(p, "deploy", "web", ("media", "data/cache"), (".env", "conf/app.ini"))
+    return sh(body, env=fake_env(fakebin, STATE=str(state), HOMES=str(homes),
+                                 GETENT_RC="0" if group else "2"))
+
+
+@pytest.mark.parametrize("group", [True, False])
+@pytest.mark.parametrize("web_exists", [True, False])
+def test_layout_on_a_fresh_server(tmp_path: Path, fakebin: Path, sh, group: bool,
+                                  web_exists: bool) -> None:
+    res = run_layout(tmp_path, fakebin, sh, {}, group=group, web_exists=web_exists)
     assert res.returncode == 0, res.stderr
-    done = [c for c in calls(fakebin) if c.startswith("install")]
-    owner = {d: "web" if d in DIRS[4:] else "deploy" for d in DIRS}
-    assert done == [f"install -d -o {owner[d]} -g www-data -m 2750 {root}{d}" for d in reinstalled]
-    assert res.stdout == (f"changed={' '.join(str(root) + d for d in reinstalled)}\n"
-                          if reinstalled else "")
+    root = tmp_path / "srv" / "shop"
+    made = [f"install -d -o {who} -g www-data -m {mode} {root}{path}" if kind == "dir" else
+            f"install -m {mode} -o {who} -g www-data /dev/null {root}{path}"
+            for path, (kind, who, mode) in expected_state().items()]
+    assert [c for c in calls(fakebin) if c.startswith(("install", "useradd", "chown"))] == (
+        [] if web_exists else [USERADD_WEB]) + made
+    changed = ([] if web_exists else ["user web"]) + [f"{root}{d}" for d in expected_state()]
+    assert res.stdout == f"changed={' '.join(changed)}\n"
     assert ("groupadd --system www-data" in calls(fakebin)) == (not group)
-    assert all((root / d.lstrip("/")).is_dir() for d in reinstalled)
+    assert (root / "shared" / "conf" / "app.ini").is_file()
+    assert (root / "shared" / "data" / "cache").is_dir()
+    # and again: all in place
+    (fakebin / "calls").rename(tmp_path / "state")
+    res = sh(setup.layout(Paths(str(root), "shop"), "deploy", "web", ("media", "data/cache"),
+                          (".env", "conf/app.ini")),
+             env=fake_env(fakebin, STATE=str(tmp_path / "state"), HOMES=str(tmp_path / "homes")))
+    assert (res.returncode, res.stdout, calls(fakebin)) == (0, "", []), res.stderr
+
+
+@pytest.mark.parametrize("wrong, fixed", [
+    # the app user changed: its dirs, and what an earlier app user left inside, go to the new one
+    ({"/shared/log": ("dir", "deploy", "2750"), "/shared/run": ("dir", "deploy", "2750")},
+     ["chown -R -h web:www-data {root}/shared/log", "chmod 2750 {root}/shared/log",
+      "chown -R -h web:www-data {root}/shared/run", "chmod 2750 {root}/shared/run"]),
+    # a dir of the deploy user's with the wrong mode or owner: fixed, not recursively
+    ({"/releases": ("dir", "deploy", "755")},
+     ["chown -h deploy:www-data {root}/releases", "chmod 2750 {root}/releases"]),
+    ({"": ("dir", "root", "2750")}, ["chown -h deploy:www-data {root}", "chmod 2750 {root}"]),
+    # shared items the deploy user made before (as unpack does on a first deploy)
+    ({"/shared/data": ("dir", "web", "2750"), "/shared/.env": ("file", "deploy", "600")},
+     ["chown -h deploy:www-data {root}/shared/data", "chmod 2750 {root}/shared/data",
+      "chown -R -h web:www-data {root}/shared/.env", "chmod 600 {root}/shared/.env"]),
+])
+def test_layout_fixes_what_is_not_so(tmp_path: Path, fakebin: Path, sh,
+                                     wrong: dict[str, tuple[str, str, str]],
+                                     fixed: list[str]) -> None:
+    res = run_layout(tmp_path, fakebin, sh, expected_state() | wrong)
+    assert res.returncode == 0, res.stderr
+    root = tmp_path / "srv" / "shop"
+    assert calls(fakebin) == [c.format(root=root) for c in fixed]
+    assert res.stdout == f"changed={' '.join(f'{root}{d}' for d in wrong)}\n"
+
+
+@pytest.mark.parametrize("link", ["", "/releases", "/shared/log", "/shared/media", "/shared/data",
+                                  "/shared/data/cache", "/shared/.env", "/shared/conf/app.ini"])
+def test_layout_refuses_a_symbolic_link(tmp_path: Path, fakebin: Path, sh, link: str) -> None:
+    # a link the deploy user (or the app) planted is never followed by root: not chowned, not
+    # chmodded, nothing installed through it
+    before = {d: v for d, v in expected_state().items()
+              if d != link and not d.startswith(link + "/")}
+    res = run_layout(tmp_path, fakebin, sh, before, links=(link,))
+    root = tmp_path / "srv" / "shop"
+    assert res.returncode == 1
+    assert res.stderr == (f"refusing: {root}{link} is a symbolic link; remove it, then run fab"
+                          " setup again\n")
+    assert not any(c.endswith(f"{root}{link}") or f"{root}{link}/" in c for c in calls(fakebin))
+    assert list((tmp_path / "victim").iterdir()) == []
+
+
+def test_layout_for_an_app_running_as_the_deploy_user(tmp_path: Path, fakebin: Path,
+                                                      sh) -> None:
+    text = setup.layout(Paths("/srv/shop", "shop"), "deploy", "deploy", ("media",), (".env",))
+    assert "useradd" not in text
+    assert "install -d -o deploy -g www-data -m 2750 /srv/shop/shared/log" in text
+    assert "install -m 600 -o deploy -g www-data /dev/null /srv/shop/shared/.env" in text
+    # root's own app: no user to create either
+    assert "useradd" not in setup.layout(Paths("/srv/shop", "shop"), "root", "root")
 
 
 # --- service ---
@@ -249,10 +369,7 @@ def test_service_installs_the_config_only_when_it_changed(deploy: Path, fakebin:
 
 NGINX_RULES = """\
     /usr/sbin/nginx -t -q, \\
-    /usr/bin/systemctl reload nginx, \\
     /usr/bin/systemctl start nginx, \\
-    /usr/bin/ln -sfn /srv/shop/current/.wsgiship/nginx.conf /etc/nginx/sites-available/wsgiship-shop, \\
-    /usr/bin/ln -sfn ../sites-available/wsgiship-shop /etc/nginx/sites-enabled/wsgiship-shop, \\
 """
 SUDO_RULES = {
     "systemd": "# wsgiship: the root commands `fab deploy` of shop runs as deploy; nothing else.\n"
@@ -271,29 +388,37 @@ SUDO_RULES = {
                   "    /usr/bin/supervisorctl reread, \\\n"
                   "    /usr/bin/supervisorctl tail wsgiship-shop stderr\n"
                   "deploy ALL=(root) NOPASSWD: WSGISHIP_SHOP\n",
-    # sudoers' special characters in an argument are escaped; the alias is a valid name
+    # the alias is a valid name
     "odd": "# wsgiship: the root commands `fab deploy` of my-shop runs as web; nothing else.\n"
-           "Cmnd_Alias WSGISHIP_MY_SHOP = \\\n"
-           "    /usr/sbin/nginx -t -q, \\\n"
-           "    /usr/bin/systemctl reload nginx, \\\n"
-           "    /usr/bin/systemctl start nginx, \\\n"
-           "    /usr/bin/ln -sfn /srv/a\\=1\\,b\\:2\\\\c/current/.wsgiship/nginx.conf"
-           " /etc/nginx/sites-available/wsgiship-my-shop, \\\n"
-           "    /usr/bin/ln -sfn ../sites-available/wsgiship-my-shop"
-           " /etc/nginx/sites-enabled/wsgiship-my-shop, \\\n"
+           "Cmnd_Alias WSGISHIP_MY_SHOP = \\\n" + NGINX_RULES +
            "    /usr/bin/systemctl start wsgiship-my-shop, \\\n"
            "    /usr/bin/systemctl reload wsgiship-my-shop, \\\n"
            "    /usr/bin/systemctl restart wsgiship-my-shop\n"
            "web ALL=(root) NOPASSWD: WSGISHIP_MY_SHOP\n",
 }
-RULES_FOR = {"systemd": (Paths("/srv/shop", "shop"), "deploy"),
-             "supervisor": (Paths("/srv/shop", "shop", "supervisor"), "deploy"),
-             "odd": (Paths("/srv/a=1,b:2\\c", "my-shop"), "web")}
+# the app's own user: the deploy user may run anything as it (it runs the code it ships anyway)
+AS_APP_RULE = ("# ... and anything as the app's user, which runs the code this user ships\n"
+               "deploy ALL=(wsgiship-shop) NOPASSWD: ALL\n")
+SUDO_RULES["app user"] = SUDO_RULES["systemd"] + AS_APP_RULE
+SUDO_RULES["app user, supervisor"] = SUDO_RULES["supervisor"] + AS_APP_RULE
+RULES_FOR: dict[str, tuple[Paths, str] | tuple[Paths, str, str]] = {
+    "systemd": (Paths("/srv/shop", "shop"), "deploy"),
+    "supervisor": (Paths("/srv/shop", "shop", "supervisor"), "deploy"),
+    "odd": (Paths("/srv/my-shop", "my-shop"), "web"),
+    "app user": (Paths("/srv/shop", "shop"), "deploy", "wsgiship-shop"),
+    "app user, supervisor": (Paths("/srv/shop", "shop", "supervisor"), "deploy", "wsgiship-shop"),
+}
 
 
 @pytest.mark.parametrize("case", SUDO_RULES)
 def test_sudo_rules(case: str) -> None:
     assert setup.sudo_rules(*RULES_FOR[case]) == SUDO_RULES[case]
+
+
+@pytest.mark.parametrize("app_user", ["", "deploy", "root"])
+def test_sudo_rules_add_no_app_line_for_the_user_itself_or_root(app_user: str) -> None:
+    p = Paths("/srv/shop", "shop")
+    assert setup.sudo_rules(p, "deploy", app_user) == SUDO_RULES["systemd"]
 
 
 @pytest.mark.parametrize("case", SUDO_RULES)
@@ -310,13 +435,15 @@ VISUDO = {"visudo": 'echo "visudo $*" >> "$CALLS"\ncp "${@: -1}" "$CALLS.checked
 
 
 @pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+@pytest.mark.parametrize("app_user", ["", "wsgiship-shop"])
 def test_sudoers_installs_the_rules_visudo_accepted(tmp_path: Path, fakebin: Path, sh,
-                                                   manager: str) -> None:
+                                                   manager: str, app_user: str) -> None:
     add_fakes(fakebin, VISUDO)
     p = Paths("/srv/shop", "shop", manager)
     target = tmp_path / "sudoers.d" / "wsgiship-shop"
-    body = swap(setup.sudoers(p, "deploy"), "/etc/sudoers.d/wsgiship-shop", target, 3)
-    rules = setup.sudo_rules(p, "deploy")
+    body = swap(setup.sudoers(p, "deploy", app_user), "/etc/sudoers.d/wsgiship-shop", target, 3)
+    rules = setup.sudo_rules(p, "deploy", app_user)
+    assert ("deploy ALL=(wsgiship-shop) NOPASSWD: ALL\n" in rules) == bool(app_user)
     # refused by visudo: nothing installed
     res = sh(body, env=fake_env(fakebin, VISUDO_RC="1"))
     assert res.returncode == 1 and not target.exists()
@@ -329,6 +456,119 @@ def test_sudoers_installs_the_rules_visudo_accepted(tmp_path: Path, fakebin: Pat
     (fakebin / "calls").unlink()
     res = sh(body, env=fake_env(fakebin))
     assert (res.returncode, res.stdout, calls(fakebin)) == (0, "", [])
+
+
+# --- site: the app's nginx site, a root-owned file ---
+
+
+SITE_TEXT = "server {\n    listen 80;\n    # rendered by wsgiship\n}"  # no final newline
+
+
+def run_site(deploy: Path, fakebin: Path, sh, content: str = SITE_TEXT,
+             **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """setup.site as root, the site under the fakes' root (sites-enabled: the fake ln's); the
+    result and the calls it made (but reading the link)."""
+    (fakebin / "calls").unlink(missing_ok=True)
+    res = sh(setup.site(svc_paths(deploy), content), env=fake_env(fakebin, **env))
+    return res, [c for c in calls_t(fakebin) if not c.startswith("readlink ")]
+
+
+def site_files(deploy: Path, fakebin: Path) -> tuple[Path, Path]:
+    """The installed site and the enabled link."""
+    enabled = Path(fake_env(fakebin)["FAKE_ROOT"]) / "etc/nginx/sites-enabled/wsgiship-app"
+    return Path(svc_paths(deploy).nginx_available), enabled
+
+
+def test_site_installs_and_enables_the_site_once(deploy: Path, fakebin: Path, sh) -> None:
+    available, enabled = site_files(deploy, fakebin)
+    res, done = run_site(deploy, fakebin, sh)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"changed=installed {available} enabled\n"
+    assert available.read_text() == SITE_TEXT and not available.is_symlink()
+    assert available.stat().st_mode & 0o777 == 0o644
+    assert os.readlink(enabled) == "../sites-available/wsgiship-app"
+    assert done == [f"install -m 644 -o root -g root $T {available}",
+                    "ln -sfn ../sites-available/wsgiship-app /etc/nginx/sites-enabled/wsgiship-app",
+                    "nginx -t -q", "systemctl is-active -q nginx", "systemctl reload nginx"]
+    # again, and with only its comments changed: nothing to do
+    for content in (SITE_TEXT, "# another comment\n" + SITE_TEXT.replace("    # rendered", "  #")):
+        res, done = run_site(deploy, fakebin, sh, content)
+        assert (res.returncode, res.stdout, done) == (0, "", [])
+
+
+@pytest.mark.parametrize("before", ["link", "deploy's", "mode 664", "another site"])
+def test_site_replaces_what_is_not_the_root_owned_site(deploy: Path, fakebin: Path, sh,
+                                                       tmp_path: Path, before: str) -> None:
+    available, enabled = site_files(deploy, fakebin)
+    available.parent.mkdir(parents=True)
+    enabled.parent.mkdir(parents=True)
+    enabled.symlink_to("../sites-available/wsgiship-app")
+    owners = tmp_path / "owners"
+    owners.write_text("")
+    old = tmp_path / "old.conf"  # where a link from before this version pointed (current's)
+    old.write_text(SITE_TEXT)
+    if before == "link":
+        available.symlink_to(old)
+    else:
+        available.write_text(SITE_TEXT if before != "another site" else "server {}\n")
+        available.chmod(0o664 if before == "mode 664" else 0o644)
+        if before == "deploy's":
+            owners.write_text(f"deploy {available}\n")
+    res, done = run_site(deploy, fakebin, sh, OWNERS=str(owners))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"changed=installed {available}\n"
+    assert done[0] == f"install -m 644 -o root -g root $T {available}"
+    assert not available.is_symlink() and available.read_text() == SITE_TEXT
+    assert old.read_text() == SITE_TEXT  # a link is replaced, never written through
+    res, done = run_site(deploy, fakebin, sh, OWNERS=str(owners))
+    assert (res.returncode, res.stdout, done) == (0, "", [])
+
+
+def test_site_only_enables_an_installed_site(deploy: Path, fakebin: Path, sh) -> None:
+    available, enabled = site_files(deploy, fakebin)
+    available.parent.mkdir(parents=True)
+    available.write_text(SITE_TEXT)
+    available.chmod(0o644)
+    res, done = run_site(deploy, fakebin, sh, NGINX_ACTIVE="0")
+    assert (res.returncode, res.stdout) == (0, "changed=enabled\n"), res.stderr
+    # a stopped nginx is not reloaded (setup's nginx step starts it)
+    assert done == ["ln -sfn ../sites-available/wsgiship-app /etc/nginx/sites-enabled/wsgiship-app",
+                    "nginx -t -q", "systemctl is-active -q nginx"]
+
+
+def test_site_puts_the_old_site_back_when_nginx_refuses_the_new_one(deploy: Path, fakebin: Path,
+                                                                    sh) -> None:
+    available, enabled = site_files(deploy, fakebin)
+    available.parent.mkdir(parents=True)
+    available.write_text("server { listen 8080; }\n")
+    available.chmod(0o644)
+    enabled.parent.mkdir(parents=True)
+    enabled.symlink_to("../sites-available/wsgiship-app")
+    res, done = run_site(deploy, fakebin, sh, NGINX_RC="1",
+                         NGINX_OUT='nginx: [emerg] unknown directive "lisen"')
+    assert res.returncode == 1
+    assert res.stderr == ("nginx -t failed with the new site (the old one is kept): nginx:"
+                          ' [emerg] unknown directive "lisen"\n')
+    assert available.read_text() == "server { listen 8080; }\n"
+    assert available.stat().st_mode & 0o777 == 0o644
+    assert done == [f"install -m 644 -o root -g root $T {available}", "nginx -t -q",
+                    f"install -m 644 -o root -g root $T {available}"]  # no reload
+
+
+def test_site_writes_the_content_as_it_is(deploy: Path, fakebin: Path, sh) -> None:
+    content = f"server {{ return 200 '$host `id` $(id)'; }}\n{HOSTILE_TOUCH}\n"
+    available, _ = site_files(deploy, fakebin)
+    res, _ = run_site(deploy, fakebin, sh, content)
+    assert res.returncode == 0, res.stderr
+    assert available.read_text() == content
+    assert not PWNED.exists()
+
+
+def test_site_names_the_apps_sites() -> None:
+    text = setup.site(Paths("/srv/shop", "shop"), SITE_TEXT)
+    assert ("A=/etc/nginx/sites-available/wsgiship-shop; E=/etc/nginx/sites-enabled/wsgiship-shop;"
+            " did=()") in text.splitlines()
+    assert "ln -sfn ../sites-available/wsgiship-shop \"$E\"" in text
 
 
 # --- nginx ---

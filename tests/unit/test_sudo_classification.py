@@ -1,5 +1,6 @@
-"""Which commands carry $SUDO, across every branch of the privileged scripts; and that the
-fakes refuse a root command run without it, so the executed tests elsewhere would notice."""
+"""Which commands carry $SUDO (root's) or $AS_APP (the app's user's), across every branch of the
+privileged scripts; and that the fakes refuse a root command run without $SUDO, so the executed
+tests elsewhere would notice."""
 
 from __future__ import annotations
 
@@ -8,27 +9,49 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import MANAGERS, NAME, SITE, as_deploy, commands, current_release, priv, rel, site, svc_paths
+from fakes import (
+    MANAGERS,
+    NAME,
+    SITE,
+    as_app,
+    as_deploy,
+    commands,
+    current_release,
+    prefixed_commands,
+    priv,
+    rel,
+    site,
+    svc_paths,
+)
 
-from wsgiship import shell
+from wsgiship import privilege, shell
 from wsgiship.commands import checks, nginx, release, services
 from wsgiship.layout import Paths
 
 
-@pytest.mark.parametrize("script", ["install", "uwsgi", "nginx", "layout"])
+@pytest.mark.parametrize("script", ["install", "app_dirs", "uwsgi", "nginx", "layout"])
 def test_a_root_command_without_sudo_fails_under_the_fakes(deploy: Path, fakebin: Path, sh,
                                                            script: str) -> None:
     # the fakes' check the executed tests rely on: without $SUDO a deploy user gets refused
     current_release(deploy, "systemd")
     site(deploy, rel(2), SITE.replace("80", "81"))
     p = svc_paths(deploy)
-    body = {"install": services.install(p, "deploy", "deploy"),
-            "uwsgi": services.reload_uwsgi(p, rel(2), rel(1), 2, False, wait=0),
-            "nginx": nginx.reload_nginx(p, rel(2), rel(1)),
+    body = {"install": services.install(p),
+            "app_dirs": services.app_dirs(p, "deploy", "web"),
+            "uwsgi": as_app(services.reload_uwsgi(p, rel(2), rel(1), 2, wait=0)),
+            "nginx": nginx.reload_nginx(p, force=True),
             "layout": release.layout(p, "deploy")}[script]
     res = sh(priv(body, ""), env=as_deploy(fakebin, GETENT_RC="2", ACTIVE="1"))
     assert res.returncode == 77
     assert "permission denied (run as deploy, not root)" in res.stdout + res.stderr
+
+
+def test_a_root_command_as_the_app_fails_under_the_fakes(fakebin: Path, sh) -> None:
+    # acting as the app's user is not acting as root: the fakes refuse root's commands then too
+    res = sh(priv(as_app("$AS_APP systemctl restart wsgiship-app", "sudo -n -u web --"),
+                  "sudo -n"), env=as_deploy(fakebin))
+    assert res.returncode == 77
+    assert "permission denied (run as web, not root)" in res.stderr
 
 
 ROOT_SYSTEMCTL = {"start", "reload", "restart", "daemon-reload", "enable"}
@@ -37,25 +60,34 @@ ROOT_SYSTEMCTL = {"start", "reload", "restart", "daemon-reload", "enable"}
 READ_SYSTEMCTL = {"is-active", "show"}
 
 
-ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd"}
+ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd", "useradd"}
+
+
+# what the scripts do as the app's user: its fifo, its workers' /proc entries, its log, hooks
+AS_APP_COMMANDS = {"timeout", "test", "readlink", "tail", "bash"}
 
 
 # read-only, or the script's own shell work (`chain` is reload_uwsgi's own function)
 SHELL_WORDS = {"export", "case", "esac", "echo", "exit", "true", "sleep", "seq", "set", "if",
-               "then", "else", "elif", "fi", "for", "while", "do", "done", "break", "chain"}
+               "then", "else", "elif", "fi", "for", "while", "do", "done", "break", "chain",
+               "printf"}
 
 
-PLAIN_COMMANDS = {"stat", "ps", "cmp", "readlink", "getent", "journalctl", "pgrep", "grep", "tail",
-                  "timeout",
-                  *SHELL_WORDS}
+# `sudo -n -l`: site_check asks what sudo allows, it runs nothing through it
+PLAIN_COMMANDS = {"stat", "ps", "cmp", "readlink", "getent", "journalctl", "pgrep", "grep", "id",
+                  "diff", "sudo", *SHELL_WORDS}
 
 
 def sudo_scripts(manager: str, as_other: bool) -> dict[str, str]:
     p = Paths("/srv/app", "app", manager)
     return {
-        "install": services.install(p, "deploy", "web" if as_other else "deploy", ("media",)),
-        "reload_uwsgi": services.reload_uwsgi(p, NAME, "older", 2, as_other),
-        "reload_nginx": nginx.reload_nginx(p, NAME, "older"),
+        "install": services.install(p),
+        "app_dirs": services.app_dirs(p, "deploy", "web" if as_other else "deploy", ("media",)),
+        "reload_uwsgi": services.reload_uwsgi(p, NAME, "older", 2),
+        "reload_nginx": nginx.reload_nginx(p),
+        "site_check": nginx.site_check(p, NAME, "web1"),
+        "error_log_tail": services.error_log_tail(p),
+        "hook": privilege.as_app("bash", "-c", "python manage.py migrate --noinput"),
         "layout": release.layout(p, "deploy"),
     }
 
@@ -65,39 +97,45 @@ def sudo_scripts(manager: str, as_other: bool) -> dict[str, str]:
 def test_exactly_the_root_commands_carry_sudo(manager: str, as_other: bool) -> None:
     seen: dict[str, set[str]] = {}
     for name, text in sudo_scripts(manager, as_other).items():
-        for sudo, word, args in commands(text):
+        for prefix, word, args in prefixed_commands(text):
             sub = args.split()[0] if args else ""
-            where = f"{name}: {'$SUDO ' if sudo else ''}{word} {args}"
-            if word == "systemctl":
-                assert sub in ROOT_SYSTEMCTL | READ_SYSTEMCTL, where
-                assert sudo == (sub in ROOT_SYSTEMCTL), where
+            where = f"{name}: {prefix} {word} {args}"
+            if prefix == "$AS_APP":
+                assert word in AS_APP_COMMANDS, where
+            elif word == "systemctl":
+                assert sub in ROOT_SYSTEMCTL | READ_SYSTEMCTL or args == "reload nginx", where
+                assert (prefix == "$SUDO") == (sub in ROOT_SYSTEMCTL), where
                 word = f"systemctl {sub}"
             elif word in ROOT_COMMANDS:
-                assert sudo, where
-            elif word in ("readlink", "timeout") and args.startswith(('"/proc/', "5 sh -c")):
-                # uWSGI's /proc entries and fifo: root's when it runs as another user
-                assert sudo == as_other, where
+                assert prefix == "$SUDO", where
             else:
                 assert word in PLAIN_COMMANDS, f"unclassified command: {where}"
-                assert not sudo, where
+                assert prefix == "", where
             if word not in SHELL_WORDS:
-                seen.setdefault(name, set()).add(("$SUDO " if sudo else "") + word)
+                seen.setdefault(name, set()).add(f"{prefix} {word}".strip())
     # the checks above saw the commands that matter (a parse that found nothing would pass)
     apply = ({"$SUDO systemctl daemon-reload", "$SUDO systemctl enable"} if manager == "systemd"
              else {"$SUDO supervisorctl"})
-    assert seen["install"] >= {"cmp", "readlink", "$SUDO install", "$SUDO ln", *apply}
-    assert ("$SUDO chown" in seen["install"]) == as_other
+    assert seen["install"] == {"cmp", "readlink", "stat", "grep", "$SUDO install", "$SUDO ln",
+                               *apply}
+    assert seen.get("app_dirs", set()) == ({"id", "$SUDO useradd", "stat", "$SUDO chown"}
+                                           if as_other else set())
+    assert seen["reload_uwsgi"] >= {"$AS_APP timeout", "$AS_APP test", "$AS_APP readlink",
+                                    "$AS_APP tail", "readlink", "cmp", "pgrep", "ps"}
     if manager == "systemd":
         assert seen["reload_uwsgi"] >= {
             "systemctl is-active", "$SUDO systemctl start", "$SUDO systemctl restart",
-            "$SUDO systemctl reload", "systemctl show", "readlink", "cmp"}
+            "$SUDO systemctl reload", "systemctl show"}
     else:
         assert "$SUDO supervisorctl" in seen["reload_uwsgi"]
         assert not any("systemctl" in c for c in seen["reload_uwsgi"])
-    assert ("$SUDO readlink" in seen["reload_uwsgi"]) == as_other
-    assert ("$SUDO timeout" in seen["reload_uwsgi"]) == as_other
-    assert seen["reload_nginx"] >= {"systemctl is-active", "cmp", "$SUDO nginx",
-                                    "$SUDO systemctl reload", "$SUDO systemctl start"}
+    assert not any(c.startswith("$SUDO") and c.split()[1] in AS_APP_COMMANDS
+                   for c in set().union(*seen.values()))
+    assert seen["reload_nginx"] == {"systemctl is-active", "$SUDO nginx", "$SUDO systemctl reload",
+                                    "$SUDO systemctl start"}
+    assert seen["site_check"] == {"stat", "cmp", "grep", "sudo", "diff"}
+    assert seen["error_log_tail"] == {"$AS_APP tail"}
+    assert seen["hook"] == {"$AS_APP bash"}
     assert seen["layout"] == {"getent", "$SUDO groupadd", "$SUDO install"}
 
 

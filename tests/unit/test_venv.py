@@ -8,6 +8,8 @@ import os
 import shlex
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -149,12 +151,41 @@ def test_a_failed_pip_install_leaves_no_venv(deploy: Path, fake_python: Path, tm
     assert "no-such-package" in (r / ".wsgiship" / "pip.log").read_text()
 
 
+@contextmanager
+def in_session(env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A `sleep` leading its own session (its pid is the session id), with `env` added to its
+    environment; killed at the end if still there."""
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_build_runs_marked_with_its_venv(deploy: Path, fake_python: Path, tmp_path: Path,
+                                            sh) -> None:
+    # the marker is what a later deploy recognises an abandoned build by
+    release_with_requirements(deploy, rel(1), "flask\n")
+    marked = tmp_path / "marked"
+    python = tmp_path / "bin" / "marking-python"
+    python.write_text(f'#!/bin/bash\necho "$WSGISHIP_VENV_BUILD" > {marked}\n'
+                      f'exec {fake_python} "$@"\n')
+    python.chmod(0o755)
+    res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(python)),
+             env={"CALLS": str(tmp_path / "calls")})
+    assert res.returncode == 0, res.stderr
+    assert marked.read_text() == f"{deploy}/venvs/k1\n"
+    assert "WSGISHIP_VENV_BUILD" not in os.environ  # the test itself is no builder
+
+
 def test_an_abandoned_build_is_killed_before_rebuilding(deploy: Path, fake_python: Path,
                                                        tmp_path: Path, sh) -> None:
     # A deploy whose connection was cut left its pip running in its own session.
     release_with_requirements(deploy, rel(1), "flask\n")
-    orphan = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    try:
+    with in_session({"WSGISHIP_VENV_BUILD": f"{deploy}/venvs/k1"}) as orphan:
         (deploy / "venvs" / "k1.builder").write_text(f"{orphan.pid}\n")
         res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python)),
                  env={"CALLS": str(tmp_path / "calls")})
@@ -162,7 +193,23 @@ def test_an_abandoned_build_is_killed_before_rebuilding(deploy: Path, fake_pytho
         assert orphan.wait(timeout=5) == -signal.SIGKILL
         assert res.stdout == "venv=created\n"
         assert not (deploy / "venvs" / "k1.builder").exists()
-    finally:
-        if orphan.poll() is None:
-            orphan.kill()
-            orphan.wait()
+
+
+@pytest.mark.parametrize("marker", [
+    None,                        # an unrelated session that got the recorded id
+    "{deploy}/venvs/k2",         # another venv's builder
+    "{deploy}/venvs/k1/sub",     # not the exact venv path
+    "{deploy}/venvs/k",
+])
+def test_an_unrelated_process_in_the_recorded_session_survives(
+        deploy: Path, fake_python: Path, tmp_path: Path, sh, marker: str | None) -> None:
+    release_with_requirements(deploy, rel(1), "flask\n")
+    env = {"WSGISHIP_VENV_BUILD": marker.format(deploy=deploy)} if marker else {}
+    with in_session(env) as other:
+        (deploy / "venvs" / "k1.builder").write_text(f"{other.pid}\n")
+        res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python)),
+                 env={"CALLS": str(tmp_path / "calls")})
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == "venv=created\n"
+        assert other.poll() is None  # still running
+        assert not (deploy / "venvs" / "k1.builder").exists()  # the stale record is gone

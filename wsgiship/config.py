@@ -7,6 +7,7 @@ Errors name the file, the key path and what was expected, e.g.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,8 +78,12 @@ class App:
 
 
 def default_app_user(name: str) -> str:
-    """The app's own user: a Unix name (lower case, at most 32 characters) from the app's."""
-    return f"wsgiship-{name.lower().replace('_', '-')}"[:32].rstrip("-")
+    """The app's own user: `wsgiship-<name>`, a Unix name (lower case, at most 32 characters);
+    when the name had to change to become one, a hash of the name keeps two apps apart."""
+    user = f"wsgiship-{name.lower().replace('_', '-')}"
+    if user == f"wsgiship-{name}" and len(user) <= 32:
+        return user
+    return f"{user[:25].rstrip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
 
 
 @dataclass(frozen=True)

@@ -184,8 +184,9 @@ def fake_scripts(real_ln: str, real_readlink: str, real_stat: str,
                    'if [ -n "$m" ]; then chmod "$m" "${@: -1}"; fi\n',
         "ln": 'echo "ln $*" >> "$CALLS"\n'
               'need_root ln\n'
-              'case "${@: -1}" in /etc/*) ;; *) echo "fake ln: unexpected $*" >&2; exit 9 ;; esac\n'
-              'dst="$FAKE_ROOT${@: -1}"; mkdir -p "$(dirname "$dst")"\n'
+              'case "${@: -1}" in "$FAKE_ROOT"/*) dst="${@: -1}" ;; /etc/*) dst="$FAKE_ROOT${@: -1}" ;;'
+              ' *) echo "fake ln: unexpected $*" >&2; exit 9 ;; esac\n'
+              'mkdir -p "$(dirname "$dst")"\n'
               f'exec {real_ln} "${{@:1:$#-1}}" "$dst"\n',
         # /proc/<pid>/cwd of a worker running as $WORKERS_USER: that user's or root's only
         "readlink": 'echo "readlink $*" >> "$CALLS"\n'

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -571,13 +573,20 @@ def test_the_app_runs_as_its_own_user_whoever_logs_in(make_app, login: str) -> N
     assert make_app(app_user="web").runs_as(login) == "web"
 
 
+def h6(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:6]
+
+
 @pytest.mark.parametrize("name, user", [
     ("hello", "wsgiship-hello"),
-    ("Shop_Front", "wsgiship-shop-front"),       # lower case, _ -> -
     ("9lives", "wsgiship-9lives"),
-    ("x" * 23, "wsgiship-" + "x" * 23),          # 32 characters: kept
-    ("x" * 40, "wsgiship-" + "x" * 23),          # longer: cut at 32
-    ("x" * 22 + "_y", "wsgiship-" + "x" * 22),   # and no trailing - after the cut
+    ("my-app", "wsgiship-my-app"),
+    ("x" * 23, "wsgiship-" + "x" * 23),                          # 32 characters: kept
+    # a name that had to change gets a hash of itself: two apps never share a user
+    ("Shop_Front", f"wsgiship-shop-front-{h6('Shop_Front')}"),   # lower case, _ -> -
+    ("my_app", f"wsgiship-my-app-{h6('my_app')}"),
+    ("x" * 40, f"wsgiship-{'x' * 16}-{h6('x' * 40)}"),           # cut, to 32 at most
+    ("x" * 15 + "_y", f"wsgiship-{'x' * 15}-{h6('x' * 15 + '_y')}"),  # no "--" at the cut
 ])
 def test_default_app_user(name: str, user: str) -> None:
     assert config.default_app_user(name) == user
@@ -706,3 +715,11 @@ def test_one_line_values_with_tabs_and_unicode_load(write_hosts) -> None:
                                          '  uwsgi: {env: ["X=a\\tb"]}\n'))
     assert dict(inv.app["env"]) == {"A": "tab\there", "B": "café \u00a0ok"}
     assert inv.app["uwsgi"]["env"] == ("X=a\tb",)
+
+
+def test_default_app_users_of_different_apps_differ() -> None:
+    names = ["shop", "Shop", "my_app", "my-app", "customer_portal_backend_v1",
+             "customer_portal_backend_v2", "x" * 40, "x" * 41]
+    users = [config.default_app_user(n) for n in names]
+    assert len(set(users)) == len(names)
+    assert all(len(u) <= 32 and re.fullmatch(r"[a-z0-9-]+", u) for u in users), users

@@ -192,9 +192,13 @@ def test_install_site_fixes_a_wrong_enabled_link(deploy: Path, fakebin: Path, sh
 
 
 def site_checked(deploy: Path, fakebin: Path, sh, new: str, installed: str | None | Path,
-                 sudo: str = "sudo -n", **env: str) -> subprocess.CompletedProcess[str]:
+                 sudo: str = "sudo -n", enabled: bool = True,
+                 **env: str) -> subprocess.CompletedProcess[str]:
     """Run site_check for release NAME whose site is `new`, with `installed` in place (text, a
-    link to that path, or nothing)."""
+    link to that path, or nothing), enabled (linked from sites-enabled) or not."""
+    if enabled:
+        enabled_link(fakebin).parent.mkdir(parents=True, exist_ok=True)
+        enabled_link(fakebin).symlink_to("../sites-available/wsgiship-app")
     r = deploy / "releases" / NAME / ".wsgiship"
     r.mkdir(parents=True)
     (r / "nginx.conf").write_text(new)
@@ -214,7 +218,15 @@ def test_site_check_passes_the_installed_site(deploy: Path, fakebin: Path, sh,
                                               installed: str) -> None:
     res = site_checked(deploy, fakebin, sh, SITE, installed)
     assert (res.returncode, res.stderr) == (0, "")
-    assert calls(fakebin) == []  # no need to ask sudo
+    assert calls(fakebin) == [f"readlink {ENABLED}"]  # no need to ask sudo
+
+
+def test_site_check_refuses_an_installed_site_that_is_not_enabled(deploy: Path, fakebin: Path,
+                                                                  sh) -> None:
+    # enabling it takes `ln` as root after the switch, which a restricted user may not run
+    res = site_checked(deploy, fakebin, sh, SITE, SITE, enabled=False, SUDO_LIST_RC="1")
+    assert res.returncode == 1
+    assert "run fab setup -H web1 (as root)" in res.stderr
 
 
 def test_site_check_passes_a_changed_site_sudo_allows_to_install(deploy: Path, fakebin: Path,

@@ -153,10 +153,28 @@ def test_app_dirs_creates_the_user_and_hands_it_its_dirs() -> None:
 def test_app_dirs_quotes_the_users_and_shared_names() -> None:
     user = "web" + HOSTILE
     text = services.app_dirs(Paths("/srv/app", "app"), "deploy", user, (HOSTILE,))
-    chowns = [shlex.split(line.partition("|| ")[2]) for line in body_lines(text)[1:]]
+    # (HOSTILE has a / in it: the part before it is a parent, checked first for a link)
+    lines = [line for line in body_lines(text)[1:] if "|| " in line]
+    chowns = [shlex.split(line.partition("|| ")[2]) for line in lines]
     assert chowns == [["$SUDO", "chown", "-R", "-h", f"{user}:www-data", f"/srv/app/shared/{d}"]
                       for d in ("log", "run", HOSTILE)]
     assert shlex.split(body_lines(text)[0])[-1] == user
+    parent = "/srv/app/shared/" + HOSTILE.split("/")[0]
+    assert body_lines(text)[1] == (f"if [ -L {shlex.quote(parent)} ]; then echo "
+                                   f"{shlex.quote(f'refusing: {parent} is a symbolic link')} >&2;"
+                                   " exit 1; fi")
+
+
+def test_app_dirs_refuses_a_linked_parent_of_a_nested_shared_item(deploy: Path, fakebin: Path,
+                                                                  sh, tmp_path: Path) -> None:
+    (tmp_path / "users").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (deploy / "shared" / "public").symlink_to(tmp_path / "elsewhere")
+    text = services.app_dirs(Paths(str(deploy), "app"), "deploy", "web", ("public/uploads",))
+    res = sh(priv(text, "sudo -n"), env=as_deploy(fakebin, USERS=str(tmp_path / "users")))
+    assert res.returncode == 1
+    assert f"refusing: {deploy}/shared/public is a symbolic link" in res.stderr
+    assert not any(c.startswith("chown") for c in sudoed(fakebin))  # nothing handed over
 
 
 def test_app_dirs_runs_as_a_deploy_user_with_sudo_only_what_is_missing(

@@ -133,7 +133,7 @@ def test_exactly_the_root_commands_carry_sudo(manager: str, as_other: bool) -> N
                    for c in set().union(*seen.values()))
     assert seen["reload_nginx"] == {"systemctl is-active", "$SUDO nginx", "$SUDO systemctl reload",
                                     "$SUDO systemctl start"}
-    assert seen["site_check"] == {"stat", "cmp", "grep", "sudo", "diff"}
+    assert seen["site_check"] == {"stat", "cmp", "grep", "sudo", "diff", "readlink"}
     assert seen["error_log_tail"] == {"$AS_APP tail"}
     assert seen["hook"] == {"$AS_APP bash"}
     assert seen["layout"] == {"getent", "$SUDO groupadd", "$SUDO install"}

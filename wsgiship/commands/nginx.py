@@ -52,9 +52,10 @@ def site_check(p: Paths, release: str, host_label: str) -> str:
     """Before the switch: if the release's site differs from the installed one, this user must
     be allowed to install it (a restricted user gets it from `fab setup`)."""
     new, src = p.config(release, "nginx.conf"), p.config("current", "nginx.conf")
+    enabled = (f'[ "$(readlink {q(p.nginx_enabled)})" = {q(enabled_target(p))} ]')
     return script([
         f"A={q(p.nginx_available)}; NEW={q(new)}",
-        f'if [ -n "$SUDO" ] && ! {site_installed(p, new)}'
+        f'if [ -n "$SUDO" ] && ! {{ {site_installed(p, new)} && {enabled}; }}'
         f' && ! sudo -n -l install -m 644 -o root -g root {q(src)} "$A" >/dev/null 2>&1; then',
         f'  echo "the nginx site differs from $A and {host_label} may not install it: run'
         f' fab setup -H {host_label} (as root) to install it" >&2',

@@ -34,13 +34,16 @@ def create_app_user(user: str) -> str:
     return f"id -u {q(user)} >/dev/null 2>&1 || {add}"
 
 
+def not_a_link(path: str) -> str:
+    return f"if [ -L {q(path)} ]; then echo {q(f'refusing: {path} is a symbolic link')} >&2; exit 1; fi"
+
+
 def hand_to_app(path: str, app_user: str) -> str:
     """Give a shared path to the app user unless it has it; a planted symlink is refused."""
     # -R: what an earlier app user left inside (its log file) is the app's now; -h: a link
     # inside is changed itself, never followed
     chown = root("chown", "-R", "-h", f"{app_user}:www-data", path, granted=False)
-    return (f"if [ -L {q(path)} ]; then echo {q(f'refusing: {path} is a symbolic link')} >&2;"
-            f" exit 1; fi; [ \"$(stat -c %U {q(path)})\" = {q(app_user)} ] || {chown}")
+    return f'{not_a_link(path)}; [ "$(stat -c %U {q(path)})" = {q(app_user)} ] || {chown}'
 
 
 def install(p: Paths) -> str:
@@ -55,7 +58,11 @@ def app_dirs(p: Paths, login_user: str, app_user: str, shared: tuple[str, ...] =
     if app_user == login_user:
         return script([])
     owned = [p.log_dir, p.run_dir, *(f"{p.shared}/{s}" for s in shared)]
-    return script([create_app_user(app_user), *(hand_to_app(o, app_user) for o in owned)])
+    # a nested shared item's parents must not be links either (chown would go through them)
+    parents = sorted({f"{p.shared}/{'/'.join(s.split('/')[:k])}" for s in shared
+                      for k in range(1, s.count("/") + 1)})
+    return script([create_app_user(app_user), *(not_a_link(d) for d in parents),
+                   *(hand_to_app(o, app_user) for o in owned)])
 
 
 def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,

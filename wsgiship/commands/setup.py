@@ -145,14 +145,18 @@ def site(p: Paths, content: str) -> str:
         f"A={q(a)}; E={q(e)}; did=()",
         'if [ -L "$A" ] || [ ! -f "$A" ] || [ "$(stat -c %U:%a "$A")" != root:644 ]'
         ' || ! cmp -s <(grep -v "^ *#" "$T") <(grep -v "^ *#" "$A"); then',
-        '  had=0; if [ -f "$A" ] && [ ! -L "$A" ]; then cp -p "$A" "$B"; had=1; fi',
+        # what was there, to put back if nginx -t fails: a file, a link (older wsgiship), none
+        '  if [ -L "$A" ]; then was=link; old=$(readlink "$A");'
+        ' elif [ -f "$A" ]; then was=file; cp -p "$A" "$B"; else was=none; fi',
         '  install -m 644 -o root -g root "$T" "$A"; did+=("installed $A")',
         "fi",
         f'if [ "$(readlink "$E")" != {q("../sites-available/" + p.nginx_site)} ]; then'
-        f' ln -sfn {q("../sites-available/" + p.nginx_site)} "$E"; did+=(enabled); fi',
+        f' ln -sfn {q("../sites-available/" + p.nginx_site)} "$E"; enabled=1; did+=(enabled); fi',
         '[ ${#did[@]} -gt 0 ] || exit 0',
         'if ! out=$(nginx -t -q 2>&1); then',
-        '  if [ "${had:-0}" = 1 ]; then install -m 644 -o root -g root "$B" "$A"; fi',
+        '  case "${was:-}" in file) install -m 644 -o root -g root "$B" "$A" ;;'
+        ' link) ln -sfn "$old" "$A" ;; none) rm -f "$A" ;; esac',
+        '  if [ "${enabled:-0}" = 1 ] && [ ! -e "$A" ]; then rm -f "$E"; fi',
         '  echo "nginx -t failed with the new site (the old one is kept): $out" >&2; exit 1',
         "fi",
         "if systemctl is-active -q nginx; then systemctl reload nginx; fi",

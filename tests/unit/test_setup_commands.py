@@ -8,6 +8,7 @@ tmp_path after checking that the script names it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -553,6 +554,38 @@ def test_site_puts_the_old_site_back_when_nginx_refuses_the_new_one(deploy: Path
     assert available.stat().st_mode & 0o777 == 0o644
     assert done == [f"install -m 644 -o root -g root $T {available}", "nginx -t -q",
                     f"install -m 644 -o root -g root $T {available}"]  # no reload
+
+
+@pytest.mark.parametrize("before", ["link", "none"])
+def test_site_refused_by_nginx_leaves_what_was_there(deploy: Path, fakebin: Path, sh,
+                                                      tmp_path: Path, before: str) -> None:
+    # an older wsgiship's link into a release is put back; a site that was not there is
+    # removed again, and so is the link that enabled it: nginx's config stays as it was
+    available, enabled = site_files(deploy, fakebin)
+    available.parent.mkdir(parents=True)
+    old = tmp_path / "old.conf"
+    old.write_text("server { listen 8080; }\n")
+    if before == "link":
+        available.symlink_to(old)
+        enabled.parent.mkdir(parents=True)
+        enabled.symlink_to("../sites-available/wsgiship-app")
+    class Paths(type(svc_paths(deploy))):  # sites-enabled under the fakes' root too
+        @property
+        def nginx_enabled(self) -> str:
+            return self.root + super().nginx_enabled
+
+    p = Paths(**dataclasses.asdict(svc_paths(deploy)))
+    res = sh(setup.site(p, SITE_TEXT),
+             env=fake_env(fakebin, NGINX_RC="1", NGINX_OUT="nginx: [emerg] no"))
+    assert res.returncode == 1
+    assert "nginx -t failed with the new site (the old one is kept)" in res.stderr
+    if before == "link":
+        assert os.readlink(available) == str(old)
+        assert os.readlink(enabled) == "../sites-available/wsgiship-app"
+    else:
+        assert not available.exists() and not available.is_symlink()
+        assert not enabled.is_symlink()
+    assert old.read_text() == "server { listen 8080; }\n"
 
 
 def test_site_writes_the_content_as_it_is(deploy: Path, fakebin: Path, sh) -> None:

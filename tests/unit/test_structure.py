@@ -145,3 +145,9 @@ def test_a_service_manager_is_one_module_and_one_template() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert '"supervisor"' not in text and "'supervisor'" not in text, path
+
+
+def test_test_modules_have_unique_names() -> None:
+    # pytest imports test files without packages by their base name: two alike break collection
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

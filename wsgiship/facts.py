@@ -21,10 +21,21 @@ class ReleaseInfo:
     deployed_by: str = ""
     deployed_at: str = ""
     result: str = ""            # last deploy-log result for this release
+    pending: bool = False       # unpacked, not yet through its health check
+    complete: bool = True       # its venv is there
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """Passed its health check and can run: only such a release is a rollback target."""
+        return not self.failed and not self.pending and self.complete
+
+    @property
+    def status(self) -> str:
+        if self.failed:
+            return f"failed: {self.failed}"
+        if self.pending:
+            return "pending"
+        return "ok" if self.complete else "incomplete: no venv"
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,9 @@ def state_command(p: Paths, log_lines: int = 1000) -> str:
         '  [ -d "$r" ] || continue',
         '  rev=$(head -n1 "$r/REVISION" 2>/dev/null || true)',
         '  failed=$(head -n1 "$r/FAILED" 2>/dev/null || true)',
-        '  printf "release\\t%s\\t%s\\t%s\\n" "$r" "$rev" "$failed"',
+        '  pending=0; [ ! -e "$r/PENDING" ] || pending=1',
+        '  venv=0; [ ! -x "$r/.venv/bin/python" ] || venv=1',
+        '  printf "release\\t%s\\t%s\\t%s\\t%s\\t%s\\n" "$r" "$rev" "$failed" "$pending" "$venv"',
         "done",
         f"if [ -f {q(p.lock)}/holder ]; then printf 'lock\\t'; head -n1 {q(p.lock)}/holder; fi",
         f"tail -n {int(log_lines)} {q(p.log)} 2>/dev/null | sed 's/^/log\\t/' || true",
@@ -75,8 +88,8 @@ def parse_state(text: str) -> State:
         if kind == "current":
             current = rest.strip()
         elif kind == "release":
-            name, rev, failed = (rest.split("\t") + ["", ""])[:3]
-            rows.append((name, rev, failed))
+            name, rev, failed, pending, venv = (rest.split("\t") + ["", "", "0", "1"])[:5]
+            rows.append((name, rev, failed, pending == "1", venv != "0"))
         elif kind == "lock":
             lock = rest
         elif kind == "log":
@@ -89,8 +102,9 @@ def parse_state(text: str) -> State:
             last[entry["release"]] = entry
     releases = tuple(
         ReleaseInfo(name, rev, failed, last.get(name, {}).get("by", ""),
-                    last.get(name, {}).get("started", ""), last.get(name, {}).get("result", ""))
-        for name, rev, failed in rows
+                    last.get(name, {}).get("started", ""), last.get(name, {}).get("result", ""),
+                    pending, complete)
+        for name, rev, failed, pending, complete in rows
     )
     return State(os.path.basename(current), releases, lock, tuple(log))
 
@@ -104,8 +118,8 @@ def rollback_target(state: State, to: str = "") -> str:
         if target is None:
             raise WsgishipError(f"no release {to!r} (good releases: {known})")
         if not target.ok:
-            raise WsgishipError(f"release {to} is marked failed ({target.failed}); pick a good "
-                                f"one: {known}")
+            raise WsgishipError(f"release {to} is not a good one ({target.status}); pick one "
+                                f"of: {known}")
         if target.name == state.current:
             raise WsgishipError(f"{to} is already current")
         return target.name
@@ -138,7 +152,7 @@ def releases_table(state: State) -> list[str]:
     """`fab releases`: newest first, `*` on current, then the lock if any (lines without host)."""
     rows = [("", "RELEASE", "REVISION", "DEPLOYED AT", "BY", "STATUS")]
     for r in reversed(state.releases):
-        status = f"failed: {r.failed}" if r.failed else "ok"
+        status = r.status
         rev = r.revision.removeprefix("sha256:")[:12]
         rows.append(("*" if r.name == state.current else "", r.name, rev,
                      r.deployed_at or "-", r.deployed_by or "-", status))

@@ -8,7 +8,7 @@ HEALTH_PROBE = r'''
 import http.client, sys, time
 port, host, path, want, release, timeout = sys.argv[1:7]
 start = time.monotonic()
-deadline, wrong_since = start + float(timeout), None
+deadline, wrong_since, hung = start + float(timeout), None, 0
 while True:
     status, seen, body = None, None, ""
     try:
@@ -18,7 +18,13 @@ while True:
         status, seen = resp.status, resp.getheader("X-Wsgiship-Release")
         body = resp.read(4096).decode("utf-8", "replace")
         conn.close()
+        hung = 0
+    except TimeoutError as exc:
+        # nginx took the request and nothing answered in 5 s: twice in a row is a hung release
+        hung += 1
+        body = f"no answer within 5 s ({hung} in a row): {exc}"
     except Exception as exc:
+        hung = 0
         body = f"{type(exc).__name__}: {exc}"
     # A request answered by the old workers does not count: wait for the new release's header
     # (apps whose wsgi template drops the header are judged on the status alone).
@@ -29,7 +35,7 @@ while True:
     # the new release answering a wrong status for 5 s is an answer; no need to wait longer
     wrong_since = (wrong_since or time.monotonic()) if (new and status) else None
     now = time.monotonic()
-    if now > deadline or (wrong_since and now - wrong_since > 5):
+    if now > deadline or (wrong_since and now - wrong_since > 5) or hung >= 2:
         print(f"status={status or 'none'}")
         print(f"release={seen or 'none'}")
         print(f"waited={now - start:.1f}")

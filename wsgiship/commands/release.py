@@ -15,6 +15,7 @@ from ..shell import q, script
 NEEDS_LAYOUT = 40
 LOCKED = 41
 NO_PYTHON = 42
+DISK_FULL = 43
 
 
 def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
@@ -24,12 +25,20 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         f"D={q(p.deploy_to)}",
         f'if [ ! -d "$D/releases" ] || [ ! -w "$D/releases" ]; then exit {NEEDS_LAYOUT}; fi',
         f"command -v {q(python)} >/dev/null || exit {NO_PYTHON}",
-        f"if ! mkdir {q(p.lock)} 2>/dev/null; then cat {q(p.lock)}/holder 2>/dev/null || true;"
-        f" exit {LOCKED}; fi",
-        f"printf '%s\\n' {q(lock_json)} > {q(p.lock)}/holder",
+        # the holder is written before the lock is taken, then moved in (a rename needs no
+        # space): a full disk refuses the lock, never leaves one without a holder
+        'H="$D/.lock-holder.$$"',
+        f"if ! printf '%s\\n' {q(lock_json)} 2>/dev/null > \"$H\"; then rm -f \"$H\";"
+        f" df -Pm \"$D\" | awk 'NR==2 {{print $4}}'; exit {DISK_FULL}; fi",
+        f'if ! mkdir {q(p.lock)} 2>/dev/null; then rm -f "$H"; cat {q(p.lock)}/holder 2>/dev/null'
+        f" || true; exit {LOCKED}; fi",
+        f'mv "$H" {q(p.lock)}/holder',
         f"echo \"python=$({q(python)} -c 'import sys; print(sys.version.split()[0])')\"",
         f"echo \"current=$(readlink {q(p.current)} || true)\"",
         "echo \"user=$(id -un)\"",
+        # releases a dead client left pending: the caller resolves them under this lock
+        f'echo "pending=$(cd {q(p.releases)} && for r in *; do [ ! -e "$r/PENDING" ]'
+        ' || printf "%s " "$r"; done)"',
     ])
 
 
@@ -52,7 +61,7 @@ def unlock(p: Paths, token: str) -> str:
 def force_unlock(p: Paths) -> str:
     """Remove the lock whoever holds it, printing the holder it had."""
     return script([
-        f"if [ -d {q(p.lock)} ]; then cat {q(p.lock)}/holder 2>/dev/null || echo '{{}}';"
+        f"if [ -d {q(p.lock)} ]; then echo removed; cat {q(p.lock)}/holder 2>/dev/null || true;"
         f" rm -rf {q(p.lock)}; fi",
     ])
 
@@ -66,6 +75,8 @@ def unpack(p: Paths, release: str, upload: str, shared_files: tuple[str, ...],
         f"R={q(r)}",
         f"mkdir -p {q(p.log_dir)} {q(p.run_dir)}",
         'mkdir "$R"',
+        # pending until its health check passes (mark_ok): never a rollback target before
+        ': > "$R/PENDING"',
         # modes from the umask whoever logs in (as root, tar would keep the archive's)
         f'tar -xzf {q(upload)} -C "$R" --no-same-owner --no-same-permissions',
         f"rm -f {q(upload)}",
@@ -97,6 +108,11 @@ def mark_failed(p: Paths, release: str, reason: str) -> str:
         f"rm -f {q(p.upload(release))}",
         f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED; fi",
     ])
+
+
+def mark_ok(p: Paths, release: str) -> str:
+    """The release passed its health check: no longer pending."""
+    return script([f"rm -f {q(p.release(release))}/PENDING"])
 
 
 def switch(p: Paths, release: str) -> str:

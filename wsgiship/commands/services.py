@@ -66,7 +66,7 @@ def app_dirs(p: Paths, login_user: str, app_user: str, shared: tuple[str, ...] =
 
 
 def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
-                 wait: int = 120) -> str:
+                 wait: int = 120, kill_previous: bool = False) -> str:
     """Make every uWSGI worker serve `release` (privileged).
 
     Not running: start. Same venv and same uwsgi.ini (comments aside) as the running release and
@@ -75,6 +75,8 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
     every worker runs in the new release's directory (workers chdir there after fork) — a
     reload request returns before that. uWSGI's fifo and /proc entries are the app user's:
     they are used through $AS_APP (run it with Remote.run(app_user=...)).
+    `kill_previous`: leaving a release that failed (it may hang): its workers are killed at once
+    rather than given their reload mercy; the master forks new ones in `release`.
     """
     m, cfg = manager(p), CONFIG_DIR
     new, old = q(p.release(release)), q(p.release(previous) if previous else "")
@@ -104,7 +106,8 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
         "  echo uwsgi=$mode",
         "fi",
         # wait until every worker has chdir'd into the new release
-        'target=$(readlink -f "$NEW")',
+        'target=$(readlink -f "$NEW"); failed=$([ -z "$OLD" ] || readlink -f "$OLD")',
+        f"KILL_OLD={int(kill_previous)}",
         f"deadline=$((SECONDS + {int(wait)}))",
         "while :; do",
         f"  main=$({m.main_pid} 2>/dev/null || true)",
@@ -114,14 +117,16 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
         # a worker that just exited (or a zombie not yet reaped) is not a worker any more
         '    if [ -z "$cwd" ]; then st=$(ps -o stat= -p "$w" 2>/dev/null || true);',
         '      case "$st" in ""|Z*) total=$((total-1)) ;; *) unknown=$((unknown+1)) ;; esac',
-        '    elif [ "$cwd" = "$target" ]; then ready=$((ready+1)); fi; done',
+        '    elif [ "$cwd" = "$target" ]; then ready=$((ready+1));',
+        '    elif [ "$KILL_OLD" = 1 ] && [ -n "$failed" ] && [ "$cwd" = "$failed" ]; then'
+        f' {as_app("kill", "-KILL", Raw(chr(34) + "$w" + chr(34)))} 2>/dev/null || true; fi; done',
         # workers we may not look into: the health check has to tell
         f'  if [ "$total" -ge {int(processes)} ] && [ "$unknown" = "$total" ]; then'
         " ready=unknown; break; fi",
         f'  if [ "$total" -ge {int(processes)} ] && [ "$ready" = "$total" ]; then break; fi',
         '  if [ $SECONDS -ge $deadline ]; then',
-        '    echo "only $ready of $total workers serve the new release after ' + str(int(wait))
-        + 's" >&2',
+        f'    echo "only $ready of {int(processes)} workers serve the new release after {int(wait)}s"'
+        " >&2",
         f"    {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi",
         # a `c` sent while the master is still finishing the previous chain reload is dropped
         # ("chain reload already running"): with no worker moving for 3 s, send it again

@@ -42,7 +42,11 @@ def ensure(p: Paths, release: str, key: str, python: str) -> str:
         'if [ -f "$V/.complete" ]; then echo venv=reused; else',
         '  rm -rf "$V"',
         f'  if ! WSGISHIP_VENV_BUILD="$V" setsid -w bash -c {q(build)} > "$LOG" 2>&1; then',
-        '    tail -n 30 "$LOG" >&2; rm -rf "$V" "$B"; exit 1',
+        '    tail -n 30 "$LOG" >&2',
+        # pip's log is on the same disk: an empty one usually means a full disk
+        '    [ -s "$LOG" ] || echo "pip left no log: No space left on device?'
+        ' $(df -Pm "$R" | awk \'NR==2 {print $4}\') MB free" >&2',
+        '    rm -rf "$V" "$B"; exit 1',
         "  fi",
         '  touch "$V/.complete"; rm -f "$B"; echo venv=created',
         "fi",

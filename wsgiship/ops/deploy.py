@@ -14,7 +14,6 @@ The app's hooks run around stages: before_switch before publishing, after_switch
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -29,7 +28,7 @@ from ..remote import Remote
 from ..render import render
 from ..source import Source, collect, tarball
 from .hooks import POINTS, run_hooks
-from .publish import publishing, verifying
+from .publish import publishing, recovering, verifying
 from .session import Session, locked
 
 STAGES = ("updating", "validating", "publishing", "verifying", "finishing")
@@ -59,7 +58,7 @@ class Deploy:
                           f"{self.source.short_rev}")
         self.release = release_name(self.source.short_rev)
         with locked(self.remote, self.app, self.out, "deploy") as self.s:
-            self.previous = os.path.basename(self.s.facts.get("current", ""))
+            self.previous = recovering(self.s)
             try:
                 for stage in STAGES:
                     self.hooks("before", stage)
@@ -115,6 +114,7 @@ class Deploy:
 
     def verifying(self) -> None:
         verifying(self.s, self.release)
+        self.remote.run(rel.mark_ok(self.s.paths, self.release), what="mark verified")
 
     def finishing(self) -> None:
         with self.out.step("prune") as st:
@@ -130,7 +130,7 @@ class Deploy:
                             what="mark failed", check=False)
         if self.switched and self.previous:
             self.out.line(f"rolling back to {self.previous}")
-            publishing(self.s, self.previous, self.release)
+            publishing(self.s, self.previous, self.release, leaving_failed=True)
             verifying(self.s, self.previous)
         elif self.switched:
             self.out.line(f"first deploy failed after the switch: the site is DOWN; release "

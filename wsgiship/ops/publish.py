@@ -3,12 +3,15 @@ serve it) and verifying (the health check through nginx)."""
 
 from __future__ import annotations
 
+import os
+
 from ..commands import health, nginx, services
 from ..commands import release as rel
 from ..config import App
-from ..errors import RemoteError
+from ..errors import RemoteError, WsgishipError
 from ..remote import Remote
 from .session import Session
+from .state import read_state
 
 
 def health_host(app: App) -> str:
@@ -25,8 +28,9 @@ def site_url(remote: Remote, app: App) -> str:
     return f"http://{host}{port}/"
 
 
-def publishing(s: Session, release: str, previous: str) -> None:
-    """Switch `current` to a release and make the services serve it, in that order."""
+def publishing(s: Session, release: str, previous: str, leaving_failed: bool = False) -> None:
+    """Switch `current` to a release and make the services serve it, in that order.
+    `leaving_failed`: `previous` failed (it may hang): its workers are killed, not waited for."""
     p, remote, app = s.paths, s.remote, s.app
     with s.out.step("switch") as st:
         remote.run(rel.switch(p, release), what="switch current")
@@ -36,7 +40,8 @@ def publishing(s: Session, release: str, previous: str) -> None:
         changed = "1" if "unit=installed" in res.stdout else "0"
         site_new = "site=installed" in res.stdout
         res = remote.run(f"UNIT_CHANGED={changed}\n"
-                         + services.reload_uwsgi(p, release, previous, app.processes),
+                         + services.reload_uwsgi(p, release, previous, app.processes,
+                                                 kill_previous=leaving_failed),
                          priv=True, app_user=s.app_user, what="reload uWSGI")
         facts = res.facts()
         st.detail = f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
@@ -72,3 +77,37 @@ def verifying(s: Session, release: str) -> None:
                 + ("--- app log (last lines) ---\n" + logs if logs.strip() else ""),
                 kind=RemoteError)
         st.detail = f"{h.path} -> {res.facts().get('status')}"
+
+
+def recovering(s: Session) -> str:
+    """What a client that died left, resolved under the lock: a pending release that is not
+    current is marked failed; a pending release that is current is published and verified now,
+    and left for the newest good release if that fails. Returns the current release after it."""
+    current = os.path.basename(s.facts.get("current", ""))
+    pending = s.facts.get("pending", "").split()
+    for name in pending:
+        if name != current:
+            s.remote.run(rel.mark_failed(s.paths, name, "abandoned: its deploy never finished"),
+                         what="mark an abandoned release failed", check=False)
+    if current not in pending:
+        return current
+    s.out.line(f"release {current} is current but was never verified (its deploy died): "
+               f"verifying it now")
+    good = read_state(s.remote, s.app).previous_good()
+    try:
+        publishing(s, current, good.name if good else "")
+        verifying(s, current)
+    except WsgishipError as exc:
+        s.remote.run(rel.mark_failed(s.paths, current, f"unverified, then {exc.reason}"),
+                     what="mark failed", check=False)
+        if good is None:
+            raise
+        s.out.line(f"release {current} failed its check ({exc.reason}); back to {good.name}")
+        publishing(s, good.name, current, leaving_failed=True)
+        verifying(s, good.name)
+        s.record(current, "failed", reason=exc.reason, rolled_back_to=good.name)
+        return good.name
+    s.remote.run(rel.mark_ok(s.paths, current), what="mark verified")
+    s.record(current, "ok", recovered=True)
+    return current
+

@@ -12,7 +12,7 @@ from ..errors import WsgishipError, reason_of
 from ..facts import rollback_target
 from ..output import Reporter
 from ..remote import Remote
-from .publish import publishing, verifying
+from .publish import publishing, recovering, verifying
 from .session import Session, locked
 from .state import read_state
 
@@ -27,6 +27,7 @@ class Rollback:
     def run(self) -> str:
         """Roll back and return the release now current; raise WsgishipError on failure."""
         with locked(self.remote, self.app, self.out, "rollback") as s:
+            recovering(s)
             state = read_state(self.remote, self.app)
             try:
                 target = rollback_target(state, self.to)
@@ -52,5 +53,5 @@ class Rollback:
 
     def failed(self, s: Session, exc: BaseException, target: str, from_release: str) -> None:
         self.out.line(f"rollback failed ({reason_of(exc)}); switching back to {from_release}")
-        publishing(s, from_release, target)
+        publishing(s, from_release, target, leaving_failed=True)
         s.record(target, "failed", reason=reason_of(exc), **{"from": from_release})

@@ -62,6 +62,9 @@ class Session:
             raise LockedError(f"{p.deploy_to} is locked by "
                               f"{describe_lock(res.stdout, self.app.lock_stale_after)}",
                               host=remote.label)
+        if res.code == rel.DISK_FULL:
+            raise remote.error(f"disk full on {p.deploy_to} ({res.stdout.strip() or '?'} MB free):"
+                               f" nothing was changed; free some space, then deploy again")
         if res.code == rel.NO_PYTHON:
             raise remote.error(f"{self.app.python} not found on the server; install it "
                                f"(apt-get install python3 python3-venv) or set app.python in "

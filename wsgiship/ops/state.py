@@ -32,8 +32,8 @@ def force_unlock(remote: Remote, app: App) -> str:
         res = remote.run(rel.force_unlock(p), what="unlock")
     finally:
         remote.close()
-    holder = res.stdout.strip()
-    if not holder:
+    removed, _, holder = res.stdout.partition("\n")
+    if removed.strip() != "removed":
         return f"no lock on {p.deploy_to}"
     return (f"removed the lock on {p.deploy_to} held by "
             f"{describe_lock(holder, app.lock_stale_after)}")

@@ -203,7 +203,9 @@ class Remote:
                     f"sudo does not allow {self.user} a command "
                     f"{what or 'a step'} needs; run `fab setup -H {self.label}` as root to "
                     f"install the sudo rules", result.output)
-            raise self.error(f"{what or 'remote command'} failed (exit {result.code})",
+            full = " (disk full on the server: free some space)" if (
+                "No space left on device" in result.output) else ""
+            raise self.error(f"{what or 'remote command'} failed (exit {result.code}){full}",
                              result.output)
         return result
 

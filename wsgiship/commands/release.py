@@ -30,9 +30,18 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         'H="$D/.lock-holder.$$"',
         f"if ! printf '%s\\n' {q(lock_json)} 2>/dev/null > \"$H\"; then rm -f \"$H\";"
         f" df -Pm \"$D\" | awk 'NR==2 {{print $4}}'; exit {DISK_FULL}; fi",
-        f'if ! mkdir {q(p.lock)} 2>/dev/null; then rm -f "$H"; cat {q(p.lock)}/holder 2>/dev/null'
-        f" || true; exit {LOCKED}; fi",
-        f'mv "$H" {q(p.lock)}/holder',
+        f"L={q(p.lock)}",
+        'if ! mkdir "$L" 2>/dev/null; then',
+        # a holder whose keeper (a process living as long as its client's SSH channel) is gone
+        # left the lock behind when it died: take it over, saying whose it was
+        '  k=$(head -n1 "$L/holder" 2>/dev/null | grep -o "\\"keeper\\": \\"[0-9]* [0-9]*\\""'
+        ' | grep -o "[0-9]* [0-9]*" || true)',
+        '  if [ -n "$k" ] && [ "$(cut -d" " -f22 "/proc/${k% *}/stat" 2>/dev/null)" != "${k#* }" ];'
+        ' then echo "took_over=$(head -n1 "$L/holder" | base64 -w0)"; rm -rf "$L"; fi',
+        f'  if ! mkdir "$L" 2>/dev/null; then rm -f "$H"; cat "$L/holder" 2>/dev/null || true;'
+        f" exit {LOCKED}; fi",
+        "fi",
+        'mv "$H" "$L/holder"',
         f"echo \"python=$({q(python)} -c 'import sys; print(sys.version.split()[0])')\"",
         f"echo \"current=$(readlink {q(p.current)} || true)\"",
         "echo \"user=$(id -un)\"",
@@ -48,6 +57,16 @@ def layout(p: Paths, owner: str) -> str:
         f"getent group www-data >/dev/null || {root('groupadd', '--system', 'www-data', granted=False)}",
         *(str(root("install", "-d", "-o", owner, "-g", "www-data", "-m", "2750", d, granted=False))
           for d in p.dirs),
+    ])
+
+
+def keeper() -> str:
+    """A process that lives exactly as long as its client: it prints `keeper=PID START` and
+    waits for a heartbeat line on its channel's stdin; when the client dies (its channel
+    closes) or sleeps (no line for 60 s), it ends, and the lock it held is taken over."""
+    return script([
+        'echo "keeper=$$ $(cut -d" " -f22 /proc/$$/stat)"',
+        "while read -r -t 60 _; do :; done",
     ])
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+import select
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,11 +19,50 @@ from ..errors import ConnectionLost, LockedError
 from ..facts import describe_lock
 from ..layout import Paths, paths_for
 from ..output import Reporter
-from ..remote import Remote, local_identity
+from ..remote import Remote, Stream, local_identity
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Keeper:
+    """The lock's keeper on the server (commands/release.keeper): started on its own channel,
+    fed a heartbeat line every 15 s by a thread here, ended by `stop` (or by this process
+    dying)."""
+
+    HEARTBEAT = 15.0
+
+    def __init__(self, stream: Stream | None, ident: str = "") -> None:
+        self.stream, self.ident = stream, ident
+        self.done = threading.Event()
+
+    @classmethod
+    def start(cls, remote: Remote, wait: float = 15.0) -> Keeper:
+        stream = Stream(remote, rel.keeper(), keep_stdin=True)
+        deadline, lines = time.monotonic() + wait, []
+        while not lines and not stream.done and time.monotonic() < deadline:
+            select.select([stream], [], [], 0.2)
+            lines += stream.pump()[0]
+        ident = next((x.removeprefix("keeper=") for x in lines if x.startswith("keeper=")), "")
+        if not ident:
+            stream.close()
+            raise remote.error("could not start the lock's keeper on the server")
+        keeper = cls(stream, ident)
+        threading.Thread(target=keeper._beat, daemon=True).start()
+        return keeper
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.HEARTBEAT):
+            try:
+                self.stream.chan.sendall(b"\n")  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - a dead connection: the keeper is gone too
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.stream is not None:
+            self.stream.close()
 
 
 @dataclass
@@ -32,6 +74,7 @@ class Session:
     out: Reporter
     action: str
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+    keeper: Keeper = field(default_factory=lambda: Keeper(None))
     facts: dict[str, str] = field(default_factory=dict)
     locked: bool = False
     started: str = field(default_factory=now_iso)
@@ -47,11 +90,13 @@ class Session:
 
     def holder(self) -> dict[str, str]:
         return {"by": local_identity(), "pid": str(os.getpid()), "since": now_iso(),
-                "action": self.action, "token": self.token}
+                "action": self.action, "token": self.token, "keeper": self.keeper.ident}
 
     def lock(self) -> None:
-        """Take the lock; on a first deploy create <deploy_to> with sudo first."""
+        """Take the lock; on a first deploy create <deploy_to> with sudo first. The lock lives
+        as long as this client: its keeper on the server ends when the client dies."""
         p, remote = self.paths, self.remote
+        self.keeper = Keeper.start(remote)
         res = remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
                          what="prepare")
         if res.code == rel.NEEDS_LAYOUT:
@@ -73,11 +118,18 @@ class Session:
             raise remote.error(f"prepare failed (exit {res.code})", res.output)
         self.locked = True
         self.facts = res.facts()
+        if "took_over" in self.facts:
+            gone = base64.b64decode(self.facts["took_over"]).decode("utf-8", "replace")
+            self.out.line(f"took over the lock of {describe_lock(gone, self.app.lock_stale_after)}"
+                          f": its client is gone")
 
     def unlock(self) -> None:
-        if self.locked:
-            self.remote.run(rel.unlock(self.paths, self.token), what="unlock", check=False)
-            self.locked = False
+        try:
+            if self.locked:
+                self.remote.run(rel.unlock(self.paths, self.token), what="unlock", check=False)
+                self.locked = False
+        finally:
+            self.keeper.stop()
 
     def record(self, release: str, result: str, **fields: object) -> None:
         """Append this operation's entry to deploys.log."""

@@ -1,0 +1,165 @@
+"""Crash safety on a real host: a client killed mid-deploy leaves no lock and no release that
+could be rolled back to unverified; a hung release is left after two probes; logs are bounded;
+a full disk is named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from conftest import FAB, ROOT, Project, make_project
+
+from bench.loadgen import Load
+
+
+@pytest.fixture(scope="module")
+def app(host, tmp_path_factory) -> Project:
+    p = make_project(host, tmp_path_factory.mktemp("crash"))
+    p.must(p.deploy())
+    return p
+
+
+def deploy_killed_when(p: Project, condition: str, timeout: float = 180) -> str:
+    """Start `fab deploy`, SIGKILL it once `condition` (a shell test on the host) holds; its
+    output so far."""
+    env = {**os.environ, "WSGISHIP_HOSTS": str(p.hosts_file)}
+    proc = subprocess.Popen([FAB, "deploy", "-H", "t"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "yes" in p.host.run(f"if {condition}; then echo yes; fi", check=False).stdout:
+                proc.kill()
+                break
+            time.sleep(0.05)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -9, f"the deploy was not killed in time:\n{out}"
+    return out
+
+
+def app_returning(body: str) -> str:
+    """hello.py whose index runs `body`."""
+    return f"import time\n\nfrom flask import Flask\n\napp = Flask(__name__)\n\n\n" \
+           f"@app.route('/')\ndef index():\n    {body}\n"
+
+
+def statuses(p: Project) -> dict[str, str]:
+    """release -> its STATUS column in `fab releases`."""
+    out = p.must(p.fab("releases", "-H", "t"))
+    rows = {}
+    for line in out.splitlines()[1:]:
+        words = line.removeprefix("[t] ").replace("*", " ").split()
+        if words and words[0][:1].isdigit():
+            rows[words[0]] = " ".join(words[4:])
+    return rows
+
+
+def test_a_client_killed_during_pip_leaves_no_lock_and_no_rollback_target(app: Project) -> None:
+    p, good = app, app.current()
+    (p.app_dir / "requirements.txt").write_text("flask==3.1.3\nsix==1.16.0\n")
+    try:
+        deploy_killed_when(p, "pgrep -u deploy -f 'pip install' >/dev/null")
+        abandoned = p.remote(f"ls -1t {p.deploy_to}/releases | head -n1").strip()
+        assert abandoned != good
+        assert p.current() == good and p.get("/")[:2] == (200, "Hello World!")
+        assert p.lock_exists()  # the dead client's: its keeper is gone
+        # no `fab unlock`: the next deploy takes the dead client's lock over
+        p.set_text("after the crash")
+        out = p.must(p.deploy())
+    finally:
+        (p.app_dir / "requirements.txt").write_text("flask==3.1.3\n")
+    assert "took over the lock" in out and "its client is gone" in out, out
+    assert p.get("/")[:2] == (200, "after the crash")
+    assert not p.lock_exists()
+    rows = statuses(p)
+    assert rows[abandoned].startswith("failed: abandoned"), rows
+    # a rollback never picks the abandoned release
+    p.must(p.fab("rollback", "-H", "t"))
+    assert p.current() == good
+    assert p.get("/")[:2] == (200, "Hello World!")
+    p.set_text("Hello World!")
+    p.must(p.deploy())
+
+
+def test_a_client_killed_after_the_switch_is_resolved_by_the_next_deploy(app: Project) -> None:
+    p, good = app, app.current()
+    hello = p.app_dir / "hello.py"
+    source = hello.read_text()
+    hello.write_text(app_returning('return "broken", 500'))
+    try:
+        deploy_killed_when(p, f'[ "$(readlink {p.deploy_to}/current)" != "releases/{good}" ]')
+        broken = p.current()
+        assert broken != good
+        hello.write_text(app_returning('return "fixed"'))
+        out = p.must(p.deploy())
+    finally:
+        hello.write_text(source)
+    assert f"release {broken} is current but was never verified" in out, out
+    assert "back to" in out, out
+    assert p.get("/")[:2] == (200, "fixed")
+    assert statuses(p)[broken].startswith("failed: unverified"), statuses(p)
+    p.must(p.deploy())
+
+
+def test_a_release_whose_health_path_hangs_is_left_after_two_probes(app: Project) -> None:
+    p, good = app, app.current()
+    hello = p.app_dir / "hello.py"
+    source = hello.read_text()
+    hello.write_text(app_returning('time.sleep(40); return "slow"'))
+    log = f"/var/log/nginx/{p.name}.access.log"
+    before = int(p.remote(f"wc -l < {log}").strip() or 0)
+    try:
+        res = p.deploy()
+    finally:
+        hello.write_text(source)
+    assert res.returncode != 0
+    assert "no answer within 5 s (2 in a row)" in res.stderr, res.stderr
+    assert p.current() == good and p.get("/")[0] == 200 and not p.lock_exists()
+    probes = [line for line in p.remote(f"tail -n +{before + 1} {log}").splitlines()
+              if "wsgiship-health" in line]
+    timed_out = [line for line in probes if '" 499 ' in line or '" 504 ' in line]
+    assert len(timed_out) == 2, probes
+    # the hung workers were killed on the way back, not waited for: none is left in that release
+    failed = p.remote(f"ls -1t {p.deploy_to}/releases | head -n1").strip()
+    cwds = p.remote(f"for w in $(pgrep -f 'uwsgi --ini {p.deploy_to}'); do"
+                    f" readlink /proc/$w/cwd; done")
+    assert failed not in cwds
+
+
+def test_the_app_log_stays_bounded_under_load(project) -> None:
+    p = project(uwsgi={"log-maxsize": 20000})
+    p.must(p.deploy())
+    with Load(p.http_port, connections=4, max_seconds=8, max_requests=30000) as load:
+        time.sleep(6)
+    served = load.result.served
+    assert served > 3000
+    time.sleep(3)  # the master rotates on its next check
+    files = dict(line.split() for line in p.remote(
+        f"cd {p.deploy_to}/shared/log && stat -c '%n %s' *").splitlines())
+    assert set(files) <= {"uwsgi.log", "uwsgi.log.1"}, files
+    assert "uwsgi.log.1" in files  # it did rotate
+    # each request logs a line of about 200 bytes: far more was written than is kept (uWSGI
+    # rotates on its master's next check, so the backup holds up to a second more than 20000)
+    assert sum(int(v) for v in files.values()) < served * 200 / 3, (files, served)
+
+
+def test_a_full_disk_refuses_the_lock_and_says_so(project) -> None:
+    p = project()
+    host, d = p.host, p.deploy_to
+    host.run(f"mkdir -p {d} && mount -t tmpfs -o size=256k tmpfs {d} && chown deploy:www-data {d}"
+             f" && install -d -o deploy -g www-data {d}/releases {d}/shared {d}/venvs"
+             f" && (dd if=/dev/zero of={d}/filler bs=4k 2>/dev/null || true)")
+    try:
+        res = p.deploy()
+        assert res.returncode != 0
+        assert f"disk full on {d} (0 MB free)" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+        assert not p.lock_exists()
+        assert not p.remote(f"ls -A {d} | grep '^.lock' || true").strip()
+    finally:
+        host.run(f"umount {d}", check=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from wsgiship import shell
 from wsgiship.layout import Paths
+from wsgiship.remote import Result
 
 # --- values that must stay single shell words ---
 
@@ -36,6 +37,33 @@ def run_script(body: str, cwd: Path | None = None,
         shell.bash(body), shell=True, cwd=cwd, capture_output=True, text=True, timeout=60,
         env={**os.environ, **(env or {})},
     )
+
+
+class LocalRemote:
+    """A stand-in for Remote where the ops only open, close and run: `run` runs the script
+    here (or answers `result`, or raises `fail`), and notes each call in `events` (`open`,
+    `close`, `run <what>`) and its script in `scripts`."""
+
+    def __init__(self, result: Result | None = None, fail: Exception | None = None) -> None:
+        self.result, self.fail = result, fail
+        self.events: list[str] = []
+        self.scripts: list[str] = []
+
+    def open(self) -> None:
+        self.events.append("open")
+
+    def close(self) -> None:
+        self.events.append("close")
+
+    def run(self, body: str, **kwargs: object) -> Result:
+        self.events.append(f"run {kwargs.get('what', '')}".strip())
+        self.scripts.append(body)
+        if self.fail is not None:
+            raise self.fail
+        if self.result is not None:
+            return self.result
+        res = run_script(body)
+        return Result(res.returncode, res.stdout, res.stderr)
 
 
 def run_utc(body: str) -> subprocess.CompletedProcess[str]:

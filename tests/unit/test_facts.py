@@ -1,17 +1,29 @@
 """wsgiship.facts: the state read back from a host (parse_state), the rollback target, the lock's
-description and `fab releases`' table. All pure: text or a State in, a value out."""
+description and `fab releases`' table. All pure: text or a State in, a value out; but
+state_command, which runs here on a deploy tree in tmp_path and is read back by parse_state."""
 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from fakes import add_release, paths
 
 from wsgiship.errors import WsgishipError
-from wsgiship.facts import ReleaseInfo, State, describe_lock, parse_state, releases_table, rollback_target
+from wsgiship.facts import (
+    ReleaseInfo,
+    State,
+    describe_lock,
+    parse_state,
+    releases_table,
+    rollback_target,
+    state_command,
+)
 
-R1, R2, R3, R4 = (f"20250101T00000{i}Z-{i:07x}" for i in range(1, 5))
+R1, R2, R3, R4, R5, R6 = (f"20250101T00000{i}Z-{i:07x}" for i in range(1, 7))
 
 
 def log(**entry: str) -> str:
@@ -19,11 +31,50 @@ def log(**entry: str) -> str:
     return "log\t" + json.dumps(entry, sort_keys=True)
 
 
-def state(current: str, *releases: str | tuple[str, str], lock: str = "") -> State:
-    """A State from release names, (name, failed reason) for a failed one."""
-    infos = tuple(ReleaseInfo(r, "sha256:" + r) if isinstance(r, str) else ReleaseInfo(r[0], "", r[1])
+def state(current: str, *releases: str | tuple[str, str] | ReleaseInfo, lock: str = "") -> State:
+    """A State from release names, (name, failed reason) for a failed one, or ReleaseInfos."""
+    infos = tuple(r if isinstance(r, ReleaseInfo)
+                  else ReleaseInfo(r, "sha256:" + r) if isinstance(r, str)
+                  else ReleaseInfo(r[0], "", r[1])
                   for r in releases)
     return State(current, infos, lock)
+
+
+def pending(name: str) -> ReleaseInfo:
+    """A release unpacked whose health check never passed (its PENDING file is there)."""
+    return ReleaseInfo(name, "sha256:" + name, pending=True)
+
+
+def no_venv(name: str) -> ReleaseInfo:
+    """A release without its venv (pip failed, or the venv was removed)."""
+    return ReleaseInfo(name, "sha256:" + name, complete=False)
+
+
+# --- ReleaseInfo: ok and status ---
+
+
+@pytest.mark.parametrize("failed, is_pending, complete, ok, status", [
+    ("", False, True, True, "ok"),
+    ("", True, True, False, "pending"),
+    ("", False, False, False, "incomplete: no venv"),
+    ("", True, False, False, "pending"),                          # pending says more
+    ("health check failed", False, True, False, "failed: health check failed"),
+    # a failed mark wins over the rest
+    ("abandoned: its deploy never finished", True, True, False,
+     "failed: abandoned: its deploy never finished"),
+    ("pip failed", False, False, False, "failed: pip failed"),
+    ("x", True, False, False, "failed: x"),
+])
+def test_release_info_ok_and_status(failed: str, is_pending: bool, complete: bool, ok: bool,
+                                    status: str) -> None:
+    info = ReleaseInfo(R1, "sha256:aa", failed, pending=is_pending, complete=complete)
+    assert (info.ok, info.status) == (ok, status)
+
+
+def test_release_info_defaults_to_a_good_release() -> None:
+    # what parse_state builds from an older host's 3-field rows: not pending, venv there
+    info = ReleaseInfo(R1, "sha256:aa")
+    assert (info.pending, info.complete, info.ok, info.status) == (False, True, True, "ok")
 
 
 # --- parse_state ---
@@ -49,6 +100,20 @@ DEPLOY_R1 = {"action": "deploy", "release": R1, "by": "alice@laptop", "started":
      State("", (), '{"by": "alice@laptop", "token": "t"}')),
     # unknown kinds and lines without a tab are ignored
     (f"weird\tline\nno tab here\nrelease\t{R1}\tsha256:aa\t\n", State("", (ReleaseInfo(R1, "sha256:aa"),))),
+    # the 5-field rows: PENDING (0|1) and VENV (0|1)
+    (f"release\t{R1}\tsha256:aa\t\t0\t1\n", State("", (ReleaseInfo(R1, "sha256:aa"),))),
+    (f"release\t{R1}\tsha256:aa\t\t1\t1\n",
+     State("", (ReleaseInfo(R1, "sha256:aa", pending=True),))),
+    (f"release\t{R1}\tsha256:aa\t\t0\t0\n",
+     State("", (ReleaseInfo(R1, "sha256:aa", complete=False),))),
+    (f"release\t{R1}\tsha256:aa\tboom\t1\t0\n",
+     State("", (ReleaseInfo(R1, "sha256:aa", "boom", pending=True, complete=False),))),
+    # mixed with an older host's 3-field row (a host written by an older wsgiship)
+    (f"current\t{R2}\nrelease\t{R1}\tsha256:aa\t\nrelease\t{R2}\tsha256:bb\t\t1\t0\n",
+     State(R2, (ReleaseInfo(R1, "sha256:aa"),
+                ReleaseInfo(R2, "sha256:bb", pending=True, complete=False)))),
+    # 4 fields (cut short before VENV): the venv is not taken for missing
+    (f"release\t{R1}\tsha256:aa\t\t1\n", State("", (ReleaseInfo(R1, "sha256:aa", pending=True),))),
 ])
 def test_parse_state(text: str, expected: State) -> None:
     assert parse_state(text) == expected
@@ -103,6 +168,86 @@ def test_parse_state_reads_what_state_command_prints() -> None:
     assert got.get("missing") is None
 
 
+# --- state_command, run on a deploy tree, read back by parse_state ---
+
+
+def with_python(release: Path, executable: bool = True) -> None:
+    """Give the release's venv (its .venv link's target) a bin/python."""
+    bin_ = release / ".venv" / "bin"
+    bin_.mkdir(parents=True, exist_ok=True)
+    (bin_ / "python").write_text("#!/bin/sh\n")
+    (bin_ / "python").chmod(0o755 if executable else 0o644)
+
+
+def test_state_command_reports_pending_failed_and_venvless_releases(deploy: Path, sh) -> None:
+    r1 = add_release(deploy, R1, venv_key="a")              # good
+    with_python(r1)
+    add_release(deploy, R2, venv_key="a", failed=True)       # failed (its venv is r1's)
+    r3 = add_release(deploy, R3, venv_key="b")              # pending, venv there
+    with_python(r3)
+    (r3 / "PENDING").touch()
+    r4 = add_release(deploy, R4, venv_key="c")              # a venv without a python
+    (r4 / "REVISION").write_text("sha256:dd\nsecond line ignored\n")
+    r5 = add_release(deploy, R5, venv_key=None)             # pip failed: no .venv at all
+    (r5 / "PENDING").touch()
+    (r5 / "FAILED").write_text("pip install failed\n")
+    r6 = add_release(deploy, R6, venv_key="d")              # bin/python not executable
+    with_python(r6, executable=False)
+    (deploy / "current").symlink_to(f"releases/{R3}")
+    (deploy / "releases" / "stray.txt").write_text("not a release\n")
+    res = sh(state_command(paths(deploy)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        f"current\t{R3}",
+        f"release\t{R1}\t\t\t0\t1",
+        f"release\t{R2}\t\thealth check failed\t0\t1",
+        f"release\t{R3}\t\t\t1\t1",
+        f"release\t{R4}\tsha256:dd\t\t0\t0",
+        f"release\t{R5}\t\tpip install failed\t1\t0",
+        f"release\t{R6}\t\t\t0\t0",
+    ]
+    got = parse_state(res.stdout)
+    assert got == State(R3, (
+        ReleaseInfo(R1, ""),
+        ReleaseInfo(R2, "", "health check failed"),
+        ReleaseInfo(R3, "", pending=True),
+        ReleaseInfo(R4, "sha256:dd", complete=False),
+        ReleaseInfo(R5, "", "pip install failed", pending=True, complete=False),
+        ReleaseInfo(R6, "", complete=False),
+    ))
+    assert [r.status for r in got.releases] == [
+        "ok", "failed: health check failed", "pending", "incomplete: no venv",
+        "failed: pip install failed", "incomplete: no venv"]
+    # only R1 is a rollback target, from the pending current R3 or by name
+    prev = got.previous_good()
+    assert prev is not None and prev.name == R1
+    assert rollback_target(got) == R1
+    with pytest.raises(WsgishipError, match=f"release {R4} is not a good one"):
+        rollback_target(got, R4)
+    # the venv's python turns up (a rebuilt venv): R4 is complete again
+    with_python(r4)
+    assert parse_state(sh(state_command(paths(deploy))).stdout).get(R4) == ReleaseInfo(
+        R4, "sha256:dd")
+
+
+def test_state_command_with_the_venv_python_a_link_to_a_real_python(deploy: Path, sh) -> None:
+    # a venv's bin/python is a symlink to the system's python: it is followed
+    r1 = add_release(deploy, R1, venv_key="a")
+    (r1 / ".venv" / "bin").mkdir()
+    (r1 / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    r2 = add_release(deploy, R2, venv_key="b")
+    (r2 / ".venv" / "bin").mkdir()
+    (r2 / ".venv" / "bin" / "python").symlink_to(deploy / "no-such-python")  # dangling
+    got = parse_state(sh(state_command(paths(deploy))).stdout)
+    assert [(r.name, r.complete) for r in got.releases] == [(R1, True), (R2, False)]
+
+
+def test_state_command_on_a_host_without_releases(tmp_path: Path, sh) -> None:
+    res = sh(state_command(paths(tmp_path / "nothing")))
+    assert (res.returncode, res.stdout) == (0, "")
+    assert parse_state(res.stdout) == State("", ())
+
+
 # --- State.previous_good ---
 
 
@@ -114,6 +259,10 @@ def test_parse_state_reads_what_state_command_prints() -> None:
     (state(R3, (R1, "x"), (R2, "y"), R3), None),    # nothing older that is good
     (state("", R1, R2), None),                      # nothing deployed
     (state(R4, R1, R2), R2),                        # current itself pruned or missing
+    (state(R3, R1, pending(R2), R3), R1),           # a pending one is skipped
+    (state(R3, R1, no_venv(R2), R3), R1),           # so is one without its venv
+    (state(R4, no_venv(R1), pending(R2), (R3, "x"), R4), None),
+    (state(R3, R1, R2, pending(R3)), R2),           # current pending: what is before it counts
 ])
 def test_previous_good(st: State, expected: str | None) -> None:
     got = st.previous_good()
@@ -128,6 +277,8 @@ def test_previous_good(st: State, expected: str | None) -> None:
     (state(R3, R1, (R2, "boom"), R3), "", R1),
     (state(R3, R1, R2, R3), R1, R1),                # an older good one, by name
     (state(R2, R1, R2, R3), R3, R3),                # a newer good one, by name
+    (state(R4, R1, pending(R2), no_venv(R3), R4), "", R1),  # neither is a rollback target
+    (state(R3, R1, R2, pending(R3)), "", R2),      # from a pending current
 ])
 def test_rollback_target(st: State, to: str, expected: str) -> None:
     assert rollback_target(st, to) == expected
@@ -137,7 +288,17 @@ def test_rollback_target(st: State, to: str, expected: str) -> None:
     (state(R2, R1, R2), "nope", f"no release 'nope' (good releases: {R1}, {R2})"),
     (state(R2, (R1, "x"), (R2, "y")), "nope", "no release 'nope' (good releases: none)"),
     (state(R3, R1, (R2, "health check failed"), R3), R2,
-     f"release {R2} is marked failed (health check failed); pick a good one: {R1}, {R3}"),
+     f"release {R2} is not a good one (failed: health check failed); pick one of: {R1}, {R3}"),
+    (state(R3, R1, pending(R2), R3), R2,
+     f"release {R2} is not a good one (pending); pick one of: {R1}, {R3}"),
+    (state(R3, R1, no_venv(R2), R3), R2,
+     f"release {R2} is not a good one (incomplete: no venv); pick one of: {R1}, {R3}"),
+    # only good releases are offered, and "none" when there is none
+    (state(R3, no_venv(R1), pending(R2), (R3, "x")), R1,
+     f"release {R1} is not a good one (incomplete: no venv); pick one of: none"),
+    (state(R3, R1, pending(R2), no_venv(R3), R4), "nope",
+     f"no release 'nope' (good releases: {R1}, {R4})"),
+    (state(R3, pending(R1), no_venv(R2), R3), "", f"no good release before {R3} to roll back to"),
     (state(R2, R1, R2), R2, f"{R2} is already current"),
     (state("", R1), "", "nothing deployed yet, nothing to roll back"),
     (state(""), "", "nothing deployed yet, nothing to roll back"),
@@ -210,6 +371,13 @@ HEADER = "   RELEASE  REVISION      DEPLOYED AT           BY            STATUS"
      [HEADER,
       "   r2       fedcba987654  -                     -             failed: health check failed",
       "*  r1       0123456789ab  2025-01-01T00:00:00Z  alice@laptop  ok"]),
+    # a pending release and one without its venv say so
+    (State("r3", (ReleaseInfo("r1", "abc", complete=False), ReleaseInfo("r2", "def", pending=True),
+                  ReleaseInfo("r3", "012", "boom", pending=True, complete=False))),
+     ["   RELEASE  REVISION  DEPLOYED AT  BY  STATUS",
+      "*  r3       012       -            -   failed: boom",
+      "   r2       def       -            -   pending",
+      "   r1       abc       -            -   incomplete: no venv"]),
     # a revision without the prefix is shown as it is; the lock comes last
     (State("r2", (ReleaseInfo("r1", "abc"), ReleaseInfo("r2", "")), lock='{"by": "bob"}'),
      ["   RELEASE  REVISION  DEPLOYED AT  BY  STATUS",

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import os
 import shlex
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +109,98 @@ def test_health_check_reports_no_answer(fakebin: Path, sh) -> None:
     lines = res.stdout.splitlines()
     assert lines[:2] == ["status=none", "release=none"]
     assert "ConnectionRefusedError" in res.stdout
+
+
+# --- probes that time out: two in a row end the check ---
+#
+# A probe waits 5 s for an answer: these scenarios take 10 to 15 s each, so they run side by
+# side, once for the module (the `hung_runs` fixture), and each test reads its own run.
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers request k as plan[k] says (the last entry repeats): `hang` never answers (the
+    connection stays open), `old` answers 200 from another release (an answer, not the new
+    one's), `drop` closes the connection without a word."""
+
+    plan: tuple[str, ...] = ("hang",)
+    seen: list[str] = []
+    release_all = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802
+        k = len(self.seen)
+        self.seen.append(self.path)
+        action = self.plan[min(k, len(self.plan) - 1)]
+        if action == "hang":
+            self.release_all.wait(60)
+            self.close_connection = True
+        elif action == "old":
+            self.send_response(200)
+            self.send_header("X-Wsgiship-Release", "older-release")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+        else:
+            self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+HUNG = {
+    # scenario: (what the server does with each request, requests the probe makes)
+    "never-answers": (("hang",), 2),
+    "answers-once-between": (("hang", "old", "hang"), 4),    # the answer resets the count
+    "answers-first": (("old", "hang"), 3),
+    "drops-between": (("hang", "drop", "hang"), 4),          # another failure resets it too
+}
+DEADLINE = 60  # the probe's own timeout: far beyond what two 5 s timeouts take
+
+
+@pytest.fixture(scope="module")
+def hung_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        dict[str, tuple[subprocess.CompletedProcess[str], list[str]]]]:
+    """Each HUNG scenario's probe run (side by side) and the requests its server saw."""
+    bin_ = tmp_path_factory.mktemp("bin")
+    (bin_ / "python3").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
+    release_all = threading.Event()
+    servers, probes = {}, {}
+    try:
+        for name, (plan, _) in HUNG.items():
+            handler = type("Handler", (_Scripted,), {"plan": plan, "seen": [],
+                                                     "release_all": release_all})
+            httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+            servers[name] = (httpd, handler)
+            body = health.health_check(httpd.server_address[1], "localhost", "/", 200, NAME,
+                                       DEADLINE)
+            probes[name] = subprocess.Popen(shell.bash(body), shell=True, env=env, text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            start_new_session=True)
+        runs = {}
+        for name, proc in probes.items():
+            out, err = proc.communicate(timeout=DEADLINE + 30)
+            runs[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                          list(servers[name][1].seen))
+        yield runs
+    finally:
+        release_all.set()
+        for proc in probes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # the shell, its bash and the probe
+                proc.wait()
+        for httpd, _ in servers.values():
+            httpd.shutdown()
+            httpd.server_close()
+
+
+@pytest.mark.parametrize("scenario", HUNG)
+def test_two_timeouts_in_a_row_end_the_health_check(hung_runs, scenario: str) -> None:
+    res, requests = hung_runs[scenario]
+    assert res.returncode == 1, res.stdout + res.stderr
+    # it gave up after exactly this many requests: the second timeout in a row, not the deadline
+    assert len(requests) == HUNG[scenario][1]
+    lines = res.stdout.splitlines()
+    assert lines[:2] == ["status=none", "release=none"]
+    assert lines[2].startswith("waited=") and float(lines[2][7:]) < DEADLINE
+    assert lines[3:] == ["no answer within 5 s (2 in a row): timed out"]

@@ -15,6 +15,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 from fakes import (
     HOSTILE,
     NAME,
@@ -74,8 +75,9 @@ def test_prepare_quotes_holder_and_python() -> None:
     p = Paths("/srv/app", "app")
     holder = {"by": HOSTILE, "token": "abc"}
     text = release.prepare(p, "python3" + HOSTILE, holder)
-    argv = shlex.split(line_with(text, "printf"))
-    assert argv[2] == json.dumps(holder, sort_keys=True)
+    argv = shlex.split(line_with(text, '> "$H"'))
+    assert argv[:4] == ["if", "!", "printf", "%s\\n"]
+    assert argv[4] == json.dumps(holder, sort_keys=True)
     assert shlex.split(line_with(text, "command -v").split(">")[0]) == [
         "command", "-v", "python3" + HOSTILE]
 
@@ -153,6 +155,173 @@ def test_prepare_without_python_does_not_lock(deploy: Path, sh) -> None:
     res = sh(release.prepare(paths(deploy), "no-such-python-wsgiship", {"token": "t"}))
     assert res.returncode == release.NO_PYTHON
     assert not (deploy / ".lock").exists()
+
+
+# --- the lock's holder: written first, then moved into the lock ---
+
+
+def temp_holders(deploy: Path) -> list[str]:
+    """The holders prepare writes before taking the lock, left in <deploy_to>."""
+    return sorted(p.name for p in deploy.iterdir() if p.name.startswith(".lock-holder."))
+
+
+def test_prepare_writes_the_holder_before_taking_the_lock() -> None:
+    text = release.prepare(Paths("/srv/app", "app"), "python3", {"token": "t"})
+    lines = body_lines(text)
+    temp = lines.index('H="$D/.lock-holder.$$"')
+    write = next(i for i, line in enumerate(lines) if '> "$H"' in line)
+    lock = next(i for i, line in enumerate(lines) if "mkdir" in line)
+    move = next(i for i, line in enumerate(lines) if line.startswith('mv "$H" '))
+    assert temp < write < lock < move
+    assert shlex.split(lines[move])[-1].endswith("/holder")
+
+
+def test_prepare_moves_the_holder_into_the_lock(deploy: Path, sh) -> None:
+    holder = {"by": "alice@laptop", "token": "tok-1"}
+    res = sh(release.prepare(paths(deploy), sys.executable, holder))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((deploy / ".lock" / "holder").read_text()) == holder
+    assert temp_holders(deploy) == []  # moved, not copied
+
+
+def test_a_locked_prepare_leaves_no_temp_holder_behind(deploy: Path, sh) -> None:
+    p = paths(deploy)
+    first = {"by": "alice@laptop", "token": "tok-1"}
+    assert sh(release.prepare(p, sys.executable, first)).returncode == 0
+    for _ in range(3):
+        res = sh(release.prepare(p, sys.executable, {"by": "bob@desk", "token": "tok-2"}))
+        assert res.returncode == release.LOCKED
+    assert temp_holders(deploy) == []
+    assert json.loads((deploy / ".lock" / "holder").read_text()) == first
+
+
+def test_prepare_without_python_leaves_no_temp_holder(deploy: Path, sh) -> None:
+    assert sh(release.prepare(paths(deploy), "no-such-python-wsgiship",
+                              {"token": "t"})).returncode == release.NO_PYTHON
+    assert temp_holders(deploy) == []
+
+
+FAKE_DF = ('#!/bin/bash\necho "df $*" >> "$CALLS"\n'
+           'echo "Filesystem     1048576-blocks  Used Available Capacity Mounted on"\n'
+           'echo "/dev/vda1               20000 19993         7     100% /srv"\n')
+
+
+def full_disk(body: str, deploy: Path) -> str:
+    """`body` run by a shell whose temp holder ($D/.lock-holder.$$) is a link to /dev/full: its
+    write fails with ENOSPC, as on a full disk (exec keeps the pid, so $$ is the same)."""
+    return f"ln -s /dev/full {shlex.quote(str(deploy))}/.lock-holder.$$ && exec bash -c {shlex.quote(body)}"
+
+
+def test_prepare_on_a_full_disk_says_the_free_space_and_takes_no_lock(deploy: Path,
+                                                                      tmp_path: Path, sh) -> None:
+    bin_ = tmp_path / "df-bin"  # a df saying 7 MB free; nothing else faked
+    bin_.mkdir()
+    (bin_ / "df").write_text(FAKE_DF)
+    (bin_ / "df").chmod(0o755)
+    res = sh(full_disk(release.prepare(paths(deploy), sys.executable, {"token": "t"}), deploy),
+             env={"PATH": f"{bin_}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")})
+    assert res.returncode == release.DISK_FULL == 43, res.stderr
+    assert res.stdout == "7\n"  # the MB free, df's 4th column
+    assert (tmp_path / "calls").read_text() == f"df -Pm {deploy}\n"
+    assert not (deploy / ".lock").exists()
+    assert temp_holders(deploy) == []  # the failed temp holder (here: the link) is removed
+    assert Path("/dev/full").is_char_device()  # (only the link went)
+
+
+def test_prepare_on_a_full_disk_reads_the_real_df(deploy: Path, sh) -> None:
+    res = sh(full_disk(release.prepare(paths(deploy), sys.executable, {"token": "t"}), deploy))
+    assert res.returncode == release.DISK_FULL
+    assert res.stdout.strip().isdigit(), res.stdout
+    assert not (deploy / ".lock").exists() and temp_holders(deploy) == []
+
+
+# --- pending releases: unpack marks them, mark_ok clears them, prepare lists them ---
+
+
+@pytest.mark.parametrize("releases, expected", [
+    ({}, ""),                                               # an empty releases dir
+    ({1: False}, ""),
+    ({1: False, 2: True}, f"{rel(2)} "),
+    ({1: True, 2: False, 3: True}, f"{rel(1)} {rel(3)} "),
+    ({1: True, 2: True}, f"{rel(1)} {rel(2)} "),
+])
+def test_prepare_lists_the_pending_releases(deploy: Path, sh, releases: dict[int, bool],
+                                            expected: str) -> None:
+    for i, is_pending in releases.items():
+        r = add_release(deploy, rel(i))
+        if is_pending:
+            (r / "PENDING").touch()
+    (deploy / "releases" / "notes.txt").write_text("a stray file is no release\n")
+    res = sh(release.prepare(paths(deploy), sys.executable, {"token": "t"}))
+    assert res.returncode == 0, res.stderr
+    assert f"pending={expected}\n" in res.stdout
+    assert res.stdout.endswith(f"pending={expected}\n")
+
+
+def test_unpack_creates_pending_before_extracting() -> None:
+    lines = body_lines(release.unpack(Paths("/srv/app", "app"), NAME, "/srv/app/.up", (), ()))
+    pending = lines.index(': > "$R/PENDING"')
+    assert lines.index('mkdir "$R"') < pending < next(
+        i for i, line in enumerate(lines) if line.startswith("tar "))
+
+
+def test_unpack_leaves_the_release_pending_until_mark_ok(deploy: Path, sh) -> None:
+    p = paths(deploy)
+    upload = write_upload(deploy, {"app.py": "x\n"})
+    assert sh(release.unpack(p, NAME, str(upload), (), ())).returncode == 0
+    marker = deploy / "releases" / NAME / "PENDING"
+    assert marker.is_file() and marker.read_bytes() == b""
+    res = sh(release.prepare(p, sys.executable, {"token": "t"}))
+    assert f"pending={NAME} \n" in res.stdout
+    res = sh(release.mark_ok(p, NAME))
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    assert not marker.exists()
+    assert (deploy / "releases" / NAME / "app.py").read_text() == "x\n"  # the rest stays
+    assert sh(release.mark_ok(p, NAME)).returncode == 0   # again: nothing to do
+    assert sh(release.mark_ok(p, "missing")).returncode == 0
+    assert not (deploy / "releases" / "missing").exists()
+
+
+def test_a_release_whose_unpack_failed_stays_pending(deploy: Path, sh) -> None:
+    upload = deploy / ".broken.tar.gz"
+    upload.write_bytes(b"not a tarball")
+    assert sh(release.unpack(paths(deploy), NAME, str(upload), (), ())).returncode != 0
+    assert (deploy / "releases" / NAME / "PENDING").is_file()
+
+
+def test_mark_ok_quotes_the_release() -> None:
+    text = release.mark_ok(Paths("/srv/app", "app"), HOSTILE)
+    assert [shlex.split(line) for line in body_lines(text)] == [
+        ["rm", "-f", f"/srv/app/releases/{HOSTILE}/PENDING"]]
+
+
+# --- force_unlock: says whether it removed a lock, and whose ---
+
+
+@pytest.mark.parametrize("lock, expected", [
+    (None, ""),                                            # no lock: nothing printed
+    ('{"by": "alice@laptop", "token": "t"}\n', 'removed\n{"by": "alice@laptop", "token": "t"}\n'),
+    ("", "removed\n"),                                     # an empty holder
+    (False, "removed\n"),                                  # a lock dir without a holder
+])
+def test_force_unlock_prints_removed_then_the_holder(deploy: Path, sh, lock: str | bool | None,
+                                                      expected: str) -> None:
+    if lock is not None:
+        (deploy / ".lock").mkdir()
+        if lock is not False:
+            (deploy / ".lock" / "holder").write_text(str(lock))
+    res = sh(release.force_unlock(paths(deploy)))
+    assert (res.returncode, res.stdout) == (0, expected), res.stderr
+    assert not (deploy / ".lock").exists()
+
+
+def test_force_unlock_removes_a_lock_prepare_took(deploy: Path, sh) -> None:
+    p, holder = paths(deploy), {"by": "alice@laptop", "token": "tok-1"}
+    assert sh(release.prepare(p, sys.executable, holder)).returncode == 0
+    res = sh(release.force_unlock(p))
+    removed, holder_line = res.stdout.splitlines()
+    assert removed == "removed" and json.loads(holder_line) == holder
+    assert sh(release.prepare(p, sys.executable, {"token": "tok-2"})).returncode == 0
 
 
 def write_upload(root: Path, files: dict[str, str], name: str = "upload.tar.gz") -> Path:

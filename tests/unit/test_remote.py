@@ -14,6 +14,7 @@ from fabric import Config, Connection
 
 from wsgiship import shell
 from wsgiship.config import App, Host
+from wsgiship.errors import RemoteError
 from wsgiship.remote import Remote, _forget_hint
 
 
@@ -129,3 +130,45 @@ def test_every_gateway_hop_checks_host_keys(make_app: Callable[..., App], tmp_pa
     for h, name in zip(hops, ("192.0.2.1", "gw1.example", "[gw2.example]:2200"), strict=True):
         assert isinstance(h.client._policy, paramiko.RejectPolicy), h
         assert h.client.get_host_keys().lookup(name) is not None, h
+
+
+# --- a full disk named in the error ---
+
+
+FULL = shell.script(["printf x > /dev/full"])  # ENOSPC for real: bash says "No space left on device"
+
+
+@pytest.mark.parametrize("body, kwargs, message", [
+    (FULL, {"what": "unpack"}, "unpack failed (exit 1) (disk full on the server: free some space)"),
+    (FULL, {}, "remote command failed (exit 1) (disk full on the server: free some space)"),
+    # on stdout, as pip's or tar's output may be
+    (shell.script(["echo 'OSError: [Errno 28] No space left on device'", "exit 2"]),
+     {"what": "venv"}, "venv failed (exit 2) (disk full on the server: free some space)"),
+    (shell.script(["echo 'tar: app.py: Cannot write: No space left on device' >&2", "exit 2"]),
+     {"what": "unpack", "priv": True}, "unpack failed (exit 2) (disk full on the server: free"
+                                       " some space)"),
+    # any other failure: no word about the disk
+    (shell.script(["echo 'Permission denied' >&2", "exit 1"]), {"what": "unpack"},
+     "unpack failed (exit 1)"),
+    (shell.script(["echo 'no space left' >&2", "exit 1"]), {"what": "unpack"},
+     "unpack failed (exit 1)"),
+])
+def test_a_full_disk_is_named_in_the_error(make_app: Callable[..., App],
+                                           monkeypatch: pytest.MonkeyPatch, sh, body: str,
+                                           kwargs: dict[str, object], message: str) -> None:
+    r = remote(make_app, "deploy")
+    local_runs(r, monkeypatch, sh)
+    with pytest.raises(RemoteError) as info:
+        r.run(body, **kwargs)  # type: ignore[arg-type]
+    assert info.value.message == message
+    assert info.value.host == "web1"
+    assert info.value.detail  # the output that says so is shown
+
+
+def test_a_full_disk_without_check_is_the_callers_business(make_app: Callable[..., App],
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           sh) -> None:
+    r = remote(make_app, "deploy")
+    local_runs(r, monkeypatch, sh)
+    res = r.run(FULL, check=False)
+    assert res.code == 1 and "No space left on device" in res.stderr

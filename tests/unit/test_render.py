@@ -78,6 +78,18 @@ def test_uwsgi_ini(make_app) -> None:
     assert len(pairs) == len(d), "no option is repeated unless the user asks"
 
 
+def test_uwsgi_log_is_bounded_to_one_backup(make_app) -> None:
+    # at 20 MB the log is renamed to one fixed name, replacing the previous backup (without
+    # log-backupname uWSGI would keep a new timestamped file at each rotation)
+    pairs = ini_pairs(render.render(make_app(deploy_to="/srv/shop"), NAME, "deploy", "r")
+                      [".wsgiship/uwsgi.ini"])
+    keys = [k for k, _ in pairs]
+    d = dict(pairs)
+    assert d["log-maxsize"] == str(20 * 1024 * 1024)
+    assert d["log-backupname"] == d["logto"] + ".1" == "/srv/shop/shared/log/uwsgi.log.1"
+    assert keys.index("log-backupname") == keys.index("log-maxsize") + 1
+
+
 def test_uwsgi_ini_single_thread_has_no_threads_option(make_app) -> None:
     d = dict(ini_pairs(render.render(make_app(threads=1), NAME, "u", "r")[".wsgiship/uwsgi.ini"]))
     assert "threads" not in d and "enable-threads" not in d
@@ -182,6 +194,9 @@ def test_supervisor_program(make_app) -> None:
         "stopasgroup": "true",
         "killasgroup": "true",
         "stdout_logfile": "/opt/shop/shared/log/supervisor.log",
+        # bounded: one 20 MB backup
+        "stdout_logfile_maxbytes": "20MB",
+        "stdout_logfile_backups": "1",
         "redirect_stderr": "true",
     }
     assert "group" not in program  # as with systemd: the app user's own group

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -288,11 +289,11 @@ def reload_env(fakebin: Path, login: str, **extra: str) -> dict[str, str]:
 
 def reload_script(deploy: Path, manager: str, login: str, release: str, previous: str,
                   processes: int = 2, as_web: bool = False, wait: int = 5,
-                  unit_changed: str = "") -> str:
+                  unit_changed: str = "", kill_previous: bool = False) -> str:
     """reload_uwsgi as the flow sends it: $SUDO and $AS_APP for `login`; the app runs as the
     login user, or (as_web) as `web`."""
     body = services.reload_uwsgi(svc_paths(deploy, manager), release, previous, processes,
-                                 wait=wait)
+                                 wait=wait, kill_previous=kill_previous)
     if unit_changed:
         body = f"UNIT_CHANGED={unit_changed}\n" + body
     return priv(as_app(body, AS_WEB[login] if as_web else ""), LOGINS[login][0])
@@ -492,7 +493,141 @@ def test_reload_uwsgi_waits_for_all_workers_even_unknown_ones(deploy: Path, fake
              env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid),
                             WORKERS_USER="web", SUDO_REFUSE="readlink"))
     assert res.returncode == 1
-    assert "only 0 of 1 workers serve the new release after 1s" in res.stderr
+    # of the 2 configured (processes), not of the 1 found
+    assert "only 0 of 2 workers serve the new release after 1s" in res.stderr
+
+
+@pytest.mark.parametrize("in_new, processes", [(2, 3), (1, 2), (1, 4)])
+def test_reload_uwsgi_counts_the_workers_missing_against_processes(
+        deploy: Path, fakebin: Path, master, sh, in_new: int, processes: int) -> None:
+    # `in_new` workers serve the new release, fewer than the `processes` configured: the
+    # message says how many of those are there, whatever number of workers was found
+    add_release(deploy, rel(1), venv_key="a")
+    r2 = add_release(deploy, rel(2), venv_key="b")
+    pid = master(r2, in_new)
+    res = sh(reload_script(deploy, "systemd", "root", rel(2), rel(1), processes=processes,
+                           wait=0),
+             env=reload_env(fakebin, "root", ACTIVE="1", MAINPID=str(pid)))
+    assert res.returncode == 1
+    assert (f"only {in_new} of {processes} workers serve the new release after 0s"
+            in res.stderr.splitlines())
+
+
+# A stand-in uWSGI master whose workers start in `old` (the release being left); a worker that
+# ends is replaced by one in `new`, as uWSGI forks a new worker into `current`. It prints its
+# first workers' pids and notes each worker's end (`PID RETURNCODE`) in the file `ended`.
+RESPAWNING_MASTER = r'''
+import subprocess, sys, time
+old, new, n, ended = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+workers = [subprocess.Popen(["sleep", "60"], cwd=old) for _ in range(n)]
+print(" ".join(str(w.pid) for w in workers), flush=True)
+while True:
+    for i, w in enumerate(workers):
+        if w.poll() is not None:
+            with open(ended, "a") as f:
+                f.write(f"{w.pid} {w.returncode}\n")
+            workers[i] = subprocess.Popen(["sleep", "60"], cwd=new)
+    time.sleep(0.05)
+'''
+
+
+@dataclass
+class Respawning:
+    """A running RESPAWNING_MASTER: its pid, its first workers' pids, its `ended` file."""
+
+    pid: int
+    first: list[int]
+    ended: Path
+
+    def endings(self) -> set[str]:
+        return set(self.ended.read_text().splitlines()) if self.ended.exists() else set()
+
+
+@pytest.fixture
+def respawning(tmp_path: Path) -> Iterator[Callable[[Path, Path, int], Respawning]]:
+    """Start a RESPAWNING_MASTER with `n` workers in `old` replaced in `new`; killed at the end
+    with all its workers."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(old: Path, new: Path, n: int) -> Respawning:
+        ended = tmp_path / f"ended-{len(procs)}"
+        proc = subprocess.Popen([sys.executable, "-c", RESPAWNING_MASTER, str(old), str(new),
+                                 str(n), str(ended)], stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        procs.append(proc)
+        assert proc.stdout is not None
+        first = [int(w) for w in proc.stdout.readline().split()]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(worker_dir(w) == str(old) for w in first):
+            time.sleep(0.02)
+        return Respawning(proc.pid, first, ended)
+
+    yield start
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def worker_dir(pid: int) -> str:
+    """Where a process runs ("" once it is gone)."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("login", LOGINS)
+def test_reload_uwsgi_kills_the_workers_left_in_a_failed_release(
+        deploy: Path, fakebin: Path, respawning, sh, login: str) -> None:
+    # leaving a failed release (it may hang): its workers are killed at once, as the app, and
+    # the master's new workers serve the release gone back to
+    r1 = add_release(deploy, rel(1), venv_key="a", failed=True)
+    r2 = add_release(deploy, rel(2), venv_key="b")
+    m = respawning(r1, r2, 2)
+    res = sh(reload_script(deploy, "systemd", login, rel(2), rel(1), as_web=True, wait=10,
+                           kill_previous=True),
+             env=reload_env(fakebin, login, ACTIVE="1", MAINPID=str(m.pid), WORKERS_USER="web"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "uwsgi=graceful\nworkers=2\n"
+    assert m.endings() == {f"{w} {-signal.SIGKILL}" for w in m.first}
+    killed = [c for c in as_app_calls(fakebin) if c.startswith("kill ")]
+    assert set(killed) == {f"kill -KILL {w}" for w in m.first}
+    assert not any(c.startswith("kill ") for c in sudoed(fakebin))  # never as root
+
+
+@pytest.mark.parametrize("kill_previous, previous", [
+    (False, rel(1)),   # the workers are in the release left, but it did not fail
+    (True, rel(3)),    # the failed release left is another one than the workers'
+    (True, ""),        # nothing left
+])
+def test_reload_uwsgi_kills_no_worker_otherwise(deploy: Path, fakebin: Path, respawning, sh,
+                                                kill_previous: bool, previous: str) -> None:
+    r1 = add_release(deploy, rel(1), venv_key="a")
+    r2 = add_release(deploy, rel(2), venv_key="b")
+    add_release(deploy, rel(3), venv_key="c", failed=True)
+    m = respawning(r1, r2, 2)
+    res = sh(reload_script(deploy, "systemd", "deploy", rel(2), previous, as_web=True, wait=1,
+                           kill_previous=kill_previous),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(m.pid),
+                            WORKERS_USER="web"))
+    assert res.returncode == 1
+    assert "only 0 of 2 workers serve the new release after 1s" in res.stderr
+    assert m.endings() == set()
+    assert [worker_dir(w) for w in m.first] == [str(r1)] * 2  # still there, still in r1
+    looked = as_app_calls(fakebin)
+    assert any(c.startswith("readlink /proc/") for c in looked)  # it did look
+    assert not any(c.startswith("kill ") for c in looked + calls(fakebin))
+
+
+def test_reload_uwsgi_kill_previous_is_a_switch_in_the_script() -> None:
+    p = Paths("/srv/app", "app")
+    for flag, value in ((True, "1"), (False, "0")):
+        text = services.reload_uwsgi(p, NAME, "old", 2, kill_previous=flag)
+        assert line_with(text, "KILL_OLD=").strip() == f"KILL_OLD={value}"
+    assert services.reload_uwsgi(p, NAME, "old", 2) == services.reload_uwsgi(
+        p, NAME, "old", 2, kill_previous=False)
+    kill = line_with(services.reload_uwsgi(p, NAME, "old", 2), "kill -KILL")
+    assert '$AS_APP kill -KILL "$w"' in kill and "$SUDO" not in kill
 
 
 def test_reload_uwsgi_reads_worker_dirs_without_sudo_for_its_own_workers(

@@ -63,8 +63,9 @@ READ_SYSTEMCTL = {"is-active", "show"}
 ROOT_COMMANDS = {"install", "ln", "nginx", "supervisorctl", "chown", "groupadd", "useradd"}
 
 
-# what the scripts do as the app's user: its fifo, its workers' /proc entries, its log, hooks
-AS_APP_COMMANDS = {"timeout", "test", "readlink", "tail", "bash"}
+# what the scripts do as the app's user: its fifo, its workers' /proc entries, its log, hooks,
+# and killing its own workers left in a failed release
+AS_APP_COMMANDS = {"timeout", "test", "readlink", "tail", "bash", "kill"}
 
 
 # read-only, or the script's own shell work (`chain` is reload_uwsgi's own function)
@@ -121,7 +122,8 @@ def test_exactly_the_root_commands_carry_sudo(manager: str, as_other: bool) -> N
     assert seen.get("app_dirs", set()) == ({"id", "$SUDO useradd", "stat", "$SUDO chown"}
                                            if as_other else set())
     assert seen["reload_uwsgi"] >= {"$AS_APP timeout", "$AS_APP test", "$AS_APP readlink",
-                                    "$AS_APP tail", "readlink", "cmp", "pgrep", "ps"}
+                                    "$AS_APP tail", "$AS_APP kill", "readlink", "cmp", "pgrep",
+                                    "ps"}
     if manager == "systemd":
         assert seen["reload_uwsgi"] >= {
             "systemctl is-active", "$SUDO systemctl start", "$SUDO systemctl restart",

@@ -213,3 +213,76 @@ def test_an_unrelated_process_in_the_recorded_session_survives(
         assert res.stdout == "venv=created\n"
         assert other.poll() is None  # still running
         assert not (deploy / "venvs" / "k1.builder").exists()  # the stale record is gone
+
+
+# --- a pip that fails without a word: most likely a full disk ---
+
+
+# a python whose venv's pip fails without writing anything (its log stays empty)
+SILENT_PYTHON = r"""#!/bin/bash
+[ "$1" = -m ] && [ "$2" = venv ] || exit 9
+mkdir -p "$3/bin"
+printf '#!/bin/bash\nexit 1\n' > "$3/bin/pip"
+chmod +x "$3/bin/pip"
+"""
+
+
+# df -Pm as on a nearly full disk: 3 MB available; each call noted in $CALLS
+FAKE_DF = r"""#!/bin/bash
+echo "df $*" >> "$CALLS"
+echo "Filesystem     1048576-blocks  Used Available Capacity Mounted on"
+echo "/dev/vda1               20000 19997         3     100% /srv"
+"""
+
+
+@pytest.fixture
+def df_bin(tmp_path: Path) -> Path:
+    """A dir holding the fake df, to put first on PATH."""
+    bin_ = tmp_path / "df-bin"
+    bin_.mkdir()
+    (bin_ / "df").write_text(FAKE_DF)
+    (bin_ / "df").chmod(0o755)
+    return bin_
+
+
+@pytest.mark.parametrize("python, says_disk", [
+    (SILENT_PYTHON, True),    # pip failed and left an empty log
+    (FAKE_PYTHON, False),     # pip failed saying why (no-such-package): its log is the answer
+])
+def test_a_pip_failing_without_a_log_points_at_the_disk(deploy: Path, tmp_path: Path,
+                                                       df_bin: Path, sh, python: str,
+                                                       says_disk: bool) -> None:
+    fake = tmp_path / "bin" / "python-under-test"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(python)
+    fake.chmod(0o755)
+    r = release_with_requirements(deploy, rel(1), "no-such-package\n")
+    calls = tmp_path / "calls"
+    res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake)),
+             env={"CALLS": str(calls), "PATH": f"{df_bin}:{os.environ['PATH']}"})
+    assert res.returncode == 1
+    assert not (deploy / "venvs" / "k1").exists() and not (r / ".venv").is_symlink()
+    said = "pip left no log: No space left on device? 3 MB free"
+    if says_disk:
+        assert res.stderr == said + "\n"
+        assert (r / ".wsgiship" / "pip.log").read_bytes() == b""
+        assert f"df -Pm {r}" in calls.read_text().splitlines()
+    else:
+        assert said not in res.stderr and "No space left" not in res.stderr
+        assert "No matching distribution found for no-such-package" in res.stderr
+        assert "df " not in (calls.read_text() if calls.exists() else "")
+
+
+def test_a_pip_failing_without_a_log_reads_the_real_df(deploy: Path, tmp_path: Path,
+                                                      sh) -> None:
+    fake = tmp_path / "bin" / "silent-python"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(SILENT_PYTHON)
+    fake.chmod(0o755)
+    release_with_requirements(deploy, rel(1), "flask\n")
+    res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake)))
+    assert res.returncode == 1
+    head, _, tail = res.stderr.strip().partition("? ")
+    assert head == "pip left no log: No space left on device"
+    free, _, unit = tail.partition(" ")
+    assert free.isdigit() and unit == "MB free", res.stderr

@@ -34,8 +34,8 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         'if ! mkdir "$L" 2>/dev/null; then',
         # a holder whose keeper (a process living as long as its client's SSH channel) is gone
         # left the lock behind when it died: take it over, saying whose it was
-        '  k=$(head -n1 "$L/holder" 2>/dev/null | grep -o "\\"keeper\\": \\"[0-9]* [0-9]*\\""'
-        ' | grep -o "[0-9]* [0-9]*" || true)',
+        '  k=$(head -n1 "$L/holder" 2>/dev/null | grep -o "\\"keeper\\": \\"[0-9]\\+ [0-9]\\+\\""'
+        ' | grep -o "[0-9]\\+ [0-9]\\+" || true)',
         '  if [ -n "$k" ] && [ "$(cut -d" " -f22 "/proc/${k% *}/stat" 2>/dev/null)" != "${k#* }" ];'
         ' then echo "took_over=$(head -n1 "$L/holder" | base64 -w0)"; rm -rf "$L"; fi',
         f'  if ! mkdir "$L" 2>/dev/null; then rm -f "$H"; cat "$L/holder" 2>/dev/null || true;'

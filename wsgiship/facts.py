@@ -88,7 +88,8 @@ def parse_state(text: str) -> State:
         if kind == "current":
             current = rest.strip()
         elif kind == "release":
-            name, rev, failed, pending, venv = (rest.split("\t") + ["", "", "0", "1"])[:5]
+            fields = rest.split("\t")
+            name, rev, failed, pending, venv = fields + ["", "", "", "0", "1"][len(fields):]
             rows.append((name, rev, failed, pending == "1", venv != "0"))
         elif kind == "lock":
             lock = rest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..shell import q, script
 
 HEALTH_PROBE = r'''
-import http.client, sys, time
+import http.client, socket, sys, time
 port, host, path, want, release, timeout = sys.argv[1:7]
 start = time.monotonic()
 deadline, wrong_since, hung = start + float(timeout), None, 0
@@ -19,7 +19,7 @@ while True:
         body = resp.read(4096).decode("utf-8", "replace")
         conn.close()
         hung = 0
-    except TimeoutError as exc:
+    except (TimeoutError, socket.timeout) as exc:  # one class from Python 3.10 on
         # nginx took the request and nothing answered in 5 s: twice in a row is a hung release
         hung += 1
         body = f"no answer within 5 s ({hung} in a row): {exc}"

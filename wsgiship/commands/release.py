@@ -47,7 +47,7 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         "echo \"user=$(id -un)\"",
         # releases a dead client left pending: the caller resolves them under this lock
         f'echo "pending=$(cd {q(p.releases)} && for r in *; do [ ! -e "$r/PENDING" ]'
-        ' || printf "%s " "$r"; done)"',
+        ' || [ -e "$r/FAILED" ] || printf "%s " "$r"; done)"',
     ])
 
 
@@ -125,7 +125,8 @@ def mark_failed(p: Paths, release: str, reason: str) -> str:
     r = p.release(release)
     return script([
         f"rm -f {q(p.upload(release))}",
-        f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED; fi",
+        f"if [ -d {q(r)} ]; then printf '%s\\n' {q(reason)} > {q(r)}/FAILED;"
+        f" rm -f {q(r)}/PENDING; fi",
     ])
 
 

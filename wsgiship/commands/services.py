@@ -112,7 +112,8 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
         "while :; do",
         f"  main=$({m.main_pid} 2>/dev/null || true)",
         "  ready=0; total=0; unknown=0",
-        '  for w in $(pgrep -P "${main:-0}" 2>/dev/null); do total=$((total+1));',
+        # (no master yet: no workers; `pgrep -P 0` would list the kernel's own processes)
+        '  for w in $([ "${main:-0}" -gt 0 ] && pgrep -P "$main" 2>/dev/null); do total=$((total+1));',
         f'    cwd=$({worker_dir} 2>/dev/null || true)',
         # a worker that just exited (or a zombie not yet reaped) is not a worker any more
         '    if [ -z "$cwd" ]; then st=$(ps -o stat= -p "$w" 2>/dev/null || true);',

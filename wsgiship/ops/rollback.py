@@ -54,4 +54,5 @@ class Rollback:
     def failed(self, s: Session, exc: BaseException, target: str, from_release: str) -> None:
         self.out.line(f"rollback failed ({reason_of(exc)}); switching back to {from_release}")
         publishing(s, from_release, target, leaving_failed=True)
+        verifying(s, from_release)
         s.record(target, "failed", reason=reason_of(exc), **{"from": from_release})

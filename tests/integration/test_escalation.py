@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[th.TestHost]:
 def app(server: th.TestHost, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """An app set up by root and deployed by the restricted deploy user."""
     p = make_project(server, tmp_path_factory.mktemp("app"), shared_dirs=["media"],
-                     shared_files=["secret.txt"])
+                     shared_files=["secret.txt", ".env"])
     p.must(p.fab("setup", "-H", "t"))
     p.must(p.deploy())
     assert p.get("/")[:2] == (200, "Hello World!")

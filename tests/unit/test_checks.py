@@ -4,6 +4,7 @@ unit_check), none of which needs root."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def test_import_check_runs_the_release_wsgi_with_its_venv() -> None:
     text = checks.import_check(Paths("/srv/app", "app"), NAME)
     assert f"cd /srv/app/releases/{NAME}" in text
     argv = shlex.split(line_with(text, "timeout"))
-    assert argv == ["timeout", "300", "./.venv/bin/python", "-c", checks.IMPORT_CHECK]
+    # as the app's user: it may read what the deploy user may not (a shared .env, mode 600)
+    assert argv == ["$AS_APP", "timeout", "300", "./.venv/bin/python", "-c", checks.IMPORT_CHECK]
     compile(checks.IMPORT_CHECK, "<check>", "exec")
 
 
@@ -52,11 +54,14 @@ def test_import_check_imports_the_app_with_the_release_venv(deploy: Path, make_a
         (r / "myapp.py").write_text(module)
         for target, text in render(make_app(wsgi=wsgi), name, "deploy", "rev").items():
             (r / target).write_text(text)
-    ok = sh(checks.import_check(p, rel(1)))
+    def check(release: str) -> subprocess.CompletedProcess[str]:
+        return sh("AS_APP=\n" + checks.import_check(p, release))  # the login is the app's user
+
+    ok = check(rel(1))
     assert ok.returncode == 0, ok.stderr
     # `application` wraps the app, so a None app still defines it: the check passes
-    assert sh(checks.import_check(p, rel(2))).returncode == 0
-    broken = sh(checks.import_check(p, rel(3)))
+    assert check(rel(2)).returncode == 0
+    broken = check(rel(3))
     assert broken.returncode == 1
     assert "ImportError: broken dependency" in broken.stderr
 

@@ -4,6 +4,7 @@ config accept the new release. None needs root: a restricted deploy user runs th
 from __future__ import annotations
 
 from ..layout import CONFIG_DIR, Paths
+from ..privilege import as_app
 from ..shell import q, script
 
 IMPORT_CHECK = (
@@ -13,10 +14,11 @@ IMPORT_CHECK = (
 
 
 def import_check(p: Paths, release: str) -> str:
-    """Import the app in the new release with its venv, as uWSGI will (before switching)."""
+    """Import the app in the new release with its venv, as uWSGI will (before switching): as
+    the app's user (run with app_user), who may read what the deploy user may not (`.env`)."""
     return script([
         f"cd {q(p.release(release))}",
-        f"timeout 300 ./.venv/bin/python -c {q(IMPORT_CHECK)}",
+        as_app("timeout", "300", "./.venv/bin/python", "-c", IMPORT_CHECK),
     ])
 
 

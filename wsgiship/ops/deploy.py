@@ -99,7 +99,7 @@ class Deploy:
     def validating(self) -> None:
         p = self.s.paths
         with self.out.step("check app"):
-            self.remote.run(checks.import_check(p, self.release),
+            self.remote.run(checks.import_check(p, self.release), app_user=self.s.app_user,
                             what=f"import check of {self.app.wsgi} in the new venv")
         with self.out.step("check configs"):
             label = self.remote.label

@@ -121,6 +121,22 @@ def test_sudo_with_password_prompt(project):
     assert p.get("/")[1] == "no root needed"
 
 
+def test_sudo_password_with_the_apps_own_user(project):
+    # everything done as the app's user (import check, fifo, log) goes through the one sudo
+    # the password answers: nothing asks for it again
+    p = project(shared_files=[".env"])
+    p.write(user="deploypw")
+    for text in ("first", "second"):
+        p.set_text(text)
+        res = p.fab("--prompt-for-sudo-password", "deploy", "-H", "t", input="testpw\n")
+        out = p.must(res)
+        assert p.get("/")[:2] == (200, text)
+    assert "chain" in out
+    users = p.remote(f"ps -o user:32=,args= -C uwsgi | grep -F ' --ini {p.deploy_to}/'"
+                     " | awk '{print $1}' | sort -u")
+    assert users.split() == [f"wsgiship-{p.name}"]
+
+
 def test_factory_entry_and_pyproject_dependencies(project):
     p = project(wsgi="hello:create_app()")
     (p.app_dir / "requirements.txt").unlink()

@@ -74,7 +74,8 @@ SHOW = shell.script(['echo "[$AS_APP]"'])
     ("deploy", None, {}, "[sudo -n -u web --]", "run"),
     ("deploy", None, {"priv": True}, "[sudo -n -u web --]", "run"),  # $SUDO per command
     ("deploy", "secret", {"priv": True}, "[runuser -u web --]", "sudo"),  # all of it as root
-    ("deploy", "secret", {}, "[sudo -n -u web --]", "run"),
+    # not privileged, but as the app: `sudo -n -u web` would need the password too
+    ("deploy", "secret", {}, "[runuser -u web --]", "sudo"),
     ("deploy", None, {"root": True}, "[runuser -u web --]", "sudo"),
     ("root", None, {}, "[runuser -u web --]", "run"),
     ("root", None, {"priv": True}, "[runuser -u web --]", "run"),

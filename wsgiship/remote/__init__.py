@@ -170,7 +170,11 @@ class Remote:
         """Run a bash script. A privileged one gets $SUDO: empty when already root, else
         `sudo -n` to put before each command that needs root. `root`: all of it as root.
         With `app_user`, the script gets $AS_APP to put before a command run as the app."""
-        as_root = self.user == "root" or root or (priv and self.whole_script_sudo)
+        # with a sudo password, `sudo -n -u APP` would ask for it: such a script runs whole
+        # under the one sudo Fabric answers, and switches to the app with runuser
+        as_other = app_user is not None and app_user != self.user
+        via_sudo = ((priv or as_other) and self.whole_script_sudo) or (root and self.user != "root")
+        as_root = self.user == "root" or via_sudo
         if app_user is not None:
             body = f"AS_APP={q(self.as_app_prefix(app_user, as_root))}\n" + body
         if priv:
@@ -178,7 +182,7 @@ class Remote:
         command = bash(body)
         opts = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
         try:
-            if (priv and self.whole_script_sudo) or (root and self.user != "root"):
+            if via_sudo:
                 res = self.conn.sudo(command, **opts)
             else:
                 res = self.conn.run(command, **opts)

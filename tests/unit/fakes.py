@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wsgiship import shell
 from wsgiship.layout import Paths
@@ -372,3 +375,20 @@ def commands(text: str) -> list[tuple[bool, str, str]]:
     """(carries $SUDO, command, its arguments) for every command in a script (see
     prefixed_commands)."""
     return [(prefix == "$SUDO", word, args) for prefix, word, args in prefixed_commands(text)]
+
+
+def local_runs(r: Any, monkeypatch: Any, sh: Callable[..., Any]) -> list[str]:
+    """Make `r` run its scripts here; the list says how each went (run, or sudo)."""
+    seen: list[str] = []
+
+    def runner(how: str) -> Callable[..., object]:
+        def go(command: str, **_: object) -> object:
+            seen.append(how)
+            res = sh(shlex.split(command)[2])
+            return type("R", (), {"exited": res.returncode, "stdout": res.stdout,
+                                  "stderr": res.stderr})()
+        return go
+
+    monkeypatch.setattr(r.conn, "run", runner("run"))
+    monkeypatch.setattr(r.conn, "sudo", runner("sudo"))
+    return seen

@@ -4,13 +4,13 @@ Building a Remote does not connect; a script "sent" here runs locally."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
 import pytest
 from fabric import Config, Connection
+from fakes import local_runs
 
 from wsgiship import shell
 from wsgiship.config import App, Host
@@ -48,23 +48,6 @@ def remote(make_app: Callable[..., App], user: str, *, password: str | None = No
 def test_as_app_prefix(make_app: Callable[..., App], user: str, app_user: str, as_root: bool,
                        prefix: str) -> None:
     assert remote(make_app, user).as_app_prefix(app_user, as_root) == prefix
-
-
-def local_runs(r: Remote, monkeypatch: pytest.MonkeyPatch, sh) -> list[str]:
-    """Make `r` run its scripts here; the list says how each went (run, or sudo)."""
-    seen: list[str] = []
-
-    def runner(how: str) -> Callable[..., object]:
-        def go(command: str, **_: object) -> object:
-            seen.append(how)
-            res = sh(shlex.split(command)[2])
-            return type("R", (), {"exited": res.returncode, "stdout": res.stdout,
-                                  "stderr": res.stderr})()
-        return go
-
-    monkeypatch.setattr(r.conn, "run", runner("run"))
-    monkeypatch.setattr(r.conn, "sudo", runner("sudo"))
-    return seen
 
 
 SHOW = shell.script(['echo "[$AS_APP]"'])

@@ -4,8 +4,6 @@ tests elsewhere would notice."""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from fakes import (
     as_deploy,
     commands,
     current_release,
+    local_runs,
     prefixed_commands,
     priv,
     rel,
@@ -159,19 +158,7 @@ def test_remote_run_sets_sudo_for_privileged_scripts(monkeypatch: pytest.MonkeyP
     def remote(user: str, password: str | None = None) -> tuple[Remote, list[str]]:
         config = Config(overrides={"sudo": {"password": password}}) if password else None
         r = Remote(Host("web1", "192.0.2.1", make_app(), user=user), config)
-        seen: list[str] = []
-
-        def run(how: str) -> Callable[..., object]:
-            def go(command: str, **_: object) -> object:
-                seen.append(how)
-                res = sh(shlex.split(command)[2])
-                return type("R", (), {"exited": res.returncode, "stdout": res.stdout,
-                                      "stderr": res.stderr})()
-            return go
-
-        monkeypatch.setattr(r.conn, "run", run("run"))
-        monkeypatch.setattr(r.conn, "sudo", run("sudo"))
-        return r, seen
+        return r, local_runs(r, monkeypatch, sh)
 
     body = shell.script(['echo "[$SUDO]"'])
     r, seen = remote("root")

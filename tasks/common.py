@@ -10,10 +10,10 @@ from typing import Any
 from fabric import Connection
 from invoke import Exit
 
-from wsgiship import config
+from wsgiship import config, hosts
 from wsgiship.errors import WsgishipError
 from wsgiship.hosts import Target
-from wsgiship.output import visible_lines
+from wsgiship.output import Printer, visible_lines
 from wsgiship.remote import Remote
 
 # (task, host) pairs this program already served: Fabric calls a task once per -H host, but the
@@ -62,6 +62,17 @@ def serve_once(c: Any, task: str) -> list[Target] | None:
     _served.update((task, name) for name in names)
     return [resolve(c if name == c.original_host else Connection(name, config=c.config))
             for name in names]
+
+
+def on_each_host(c: Any, task: str, work: Callable[[Target, Printer], object],
+                 left_as_is: str) -> None:
+    """Run `work` on every -H host, one after the other, through one Printer; the first failure
+    stops the run, naming the hosts `left_as_is`."""
+    targets = serve_once(c, task)
+    if targets is None:
+        return
+    printer = Printer()
+    hosts.finish(hosts.serial(targets, lambda t: work(t, printer)), printer, left_as_is)
 
 
 def clean_exit(fn: Callable[..., Any]) -> Callable[..., Any]:

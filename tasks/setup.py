@@ -7,25 +7,20 @@ from typing import Any
 
 from fabric import task
 
-from wsgiship import hosts
 from wsgiship.hosts import Target
 from wsgiship.ops import Setup
 from wsgiship.output import Printer, Reporter
 from wsgiship.remote import Remote
 
-from .common import clean_exit, serve_once
+from .common import clean_exit, on_each_host
 
 
 @task
 @clean_exit
 def setup(c: Any) -> None:
     """Make a fresh Debian/Ubuntu server ready for deploys (idempotent; logs in as setup_user)."""
-    targets = serve_once(c, "setup")
-    if targets is None:
-        return
-    printer = Printer()
 
-    def one(t: Target) -> int:
+    def one(t: Target, printer: Printer) -> None:
         host = t.host
         admin = Remote(replace(host, user=host.setup_user), config=t.remote.config,
                        connect_kwargs=t.remote.connect_kwargs)
@@ -34,6 +29,5 @@ def setup(c: Any) -> None:
         summary = f"{changed} step(s) changed" if changed else "nothing to change: already set up"
         out.line(f"setup done: {summary} in {out.elapsed:.1f}s; deploy with: "
                  f"fab deploy -H {host.alias}")
-        return changed
 
-    hosts.finish(hosts.serial(targets, one), printer, "not set up")
+    on_each_host(c, "setup", one, "not set up")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from fakes import LocalRemote, add_release
 
+from wsgiship.commands import release as rel
 from wsgiship.config import App
 from wsgiship.errors import RemoteError, WsgishipError
 from wsgiship.layout import Paths, paths_for
@@ -66,10 +67,12 @@ class Flow:
         if ("publishing", release) in self.fail:
             raise self.fail["publishing", release]
 
-    def verifying(self, s: FakeSession, release: str) -> None:
+    def verifying(self, s: FakeSession, release: str, mark_ok: bool = False) -> None:
         self.calls.append(("verifying", release))
         if ("verifying", release) in self.fail:
             raise self.fail["verifying", release]
+        if mark_ok:  # as the real one: in the health check's own script
+            s.remote.run(rel.mark_ok(s.paths, release), what="mark verified")
 
 
 @pytest.fixture

@@ -26,16 +26,22 @@ def install_config(p: Paths) -> str:
             f" {manager(p).apply_config}; echo unit=installed; fi")
 
 
-def create_app_user(user: str) -> str:
-    """The app's own user, if missing: no login, no home, primary group www-data (it reads the
+def app_user_argv(user: str) -> tuple[str, ...]:
+    """useradd for the app's own user: no login, no home, primary group www-data (it reads the
     code through the group; nginx reads its static files and socket the same way)."""
-    add = root("useradd", "--system", "--gid", "www-data", "--no-create-home", "--home-dir",
-               "/nonexistent", "--shell", "/usr/sbin/nologin", user, granted=False)
-    return f"id -u {q(user)} >/dev/null 2>&1 || {add}"
+    return ("useradd", "--system", "--gid", "www-data", "--no-create-home", "--home-dir",
+            "/nonexistent", "--shell", "/usr/sbin/nologin", user)
 
 
-def not_a_link(path: str) -> str:
-    return f"if [ -L {q(path)} ]; then echo {q(f'refusing: {path} is a symbolic link')} >&2; exit 1; fi"
+def create_app_user(user: str) -> str:
+    """The app's own user, if missing (privileged)."""
+    return f"id -u {q(user)} >/dev/null 2>&1 || {root(*app_user_argv(user), granted=False)}"
+
+
+def not_a_link(path: str, hint: str = "") -> str:
+    """Stop with an error when `path` is a symbolic link (root must never follow one)."""
+    why = f"refusing: {path} is a symbolic link" + (f"; {hint}" if hint else "")
+    return f"if [ -L {q(path)} ]; then echo {q(why)} >&2; exit 1; fi"
 
 
 def hand_to_app(path: str, app_user: str) -> str:

@@ -10,6 +10,7 @@ from .. import managers
 from ..layout import Paths
 from ..shell import cmd, q, script
 from .nginx import granted as nginx_granted
+from .services import app_user_argv, not_a_link
 
 UNSUPPORTED_OS = 50
 NGINX_FLAVOURS = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
@@ -81,11 +82,6 @@ def deploy_user(user: str, keys: tuple[str, ...]) -> str:
     return script(lines)
 
 
-def _not_a_link(path: str) -> str:
-    why = f"refusing: {path} is a symbolic link; remove it, then run fab setup again"
-    return f"if [ -L {q(path)} ]; then echo {q(why)} >&2; exit 1; fi"
-
-
 def _owned(path: str, who: str, mode: str, kind: str, recurse: bool = False) -> str:
     """`path` as a dir (or file) of `who`, group www-data, `mode`: made when missing, fixed when
     not so; never through a symbolic link."""
@@ -94,7 +90,8 @@ def _owned(path: str, who: str, mode: str, kind: str, recurse: bool = False) -> 
     # recurse: an earlier app user's files inside (its log) go along; -h: links never followed
     fix = (f"chown {'-R ' if recurse else ''}-h {q(who + ':www-data')} {q(path)};"
            f" chmod {mode} {q(path)}")
-    return (f"{_not_a_link(path)}; if [ ! -e {q(path)} ]; then {make}; did+=({q(path)});"
+    again = "remove it, then run fab setup again"
+    return (f"{not_a_link(path, again)}; if [ ! -e {q(path)} ]; then {make}; did+=({q(path)});"
             f' elif [ "$(stat -c %U:%G:%a {q(path)})" != {q(f"{who}:www-data:{mode}")} ];'
             f" then {fix}; did+=({q(path)}); fi")
 
@@ -106,8 +103,7 @@ def layout(p: Paths, owner: str, app_user: str, shared_dirs: tuple[str, ...] = (
     way is refused: root never follows a link the deploy user could have planted."""
     lines = ["getent group www-data >/dev/null || groupadd --system www-data", "did=()"]
     if app_user not in (owner, "root"):
-        add = cmd("useradd", "--system", "--gid", "www-data", "--no-create-home", "--home-dir",
-                  "/nonexistent", "--shell", "/usr/sbin/nologin", app_user)
+        add = cmd(*app_user_argv(app_user))
         lines.append(f"if ! id -u {q(app_user)} >/dev/null 2>&1; then {add};"
                      f" did+=({q('user ' + app_user)}); fi")
     for d in p.dirs:

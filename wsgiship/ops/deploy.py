@@ -113,8 +113,7 @@ class Deploy:
         publishing(self.s, self.release, self.previous)
 
     def verifying(self) -> None:
-        verifying(self.s, self.release)
-        self.remote.run(rel.mark_ok(self.s.paths, self.release), what="mark verified")
+        verifying(self.s, self.release, mark_ok=True)
 
     def finishing(self) -> None:
         with self.out.step("prune") as st:

@@ -50,14 +50,15 @@ def publishing(s: Session, release: str, previous: str, leaving_failed: bool = F
         st.detail = res.facts().get("nginx", "")
 
 
-def verifying(s: Session, release: str) -> None:
+def verifying(s: Session, release: str, mark_ok: bool = False) -> None:
     """The health check: the release answers the expected status through nginx, or an error
-    with what it answered and the app log's last lines."""
+    with what it answered and the app log's last lines. `mark_ok`: a release that passes is
+    no longer pending (in the same round trip)."""
     app, h, remote = s.app, s.app.health, s.remote
     with s.out.step("health") as st:
         res = remote.run(
             health.health_check(app.http_port, health_host(app), h.path, h.status, release,
-                                h.timeout),
+                                h.timeout) + (rel.mark_ok(s.paths, release) if mark_ok else ""),
             check=False, what="health check", timeout=h.timeout + 30)
         if not res.ok:
             facts = res.facts()
@@ -96,7 +97,7 @@ def recovering(s: Session) -> str:
     good = read_state(s.remote, s.app).previous_good()
     try:
         publishing(s, current, good.name if good else "")
-        verifying(s, current)
+        verifying(s, current, mark_ok=True)
     except WsgishipError as exc:
         s.remote.run(rel.mark_failed(s.paths, current, f"unverified, then {exc.reason}"),
                      what="mark failed", check=False)
@@ -107,7 +108,6 @@ def recovering(s: Session) -> str:
         verifying(s, good.name)
         s.record(current, "failed", reason=exc.reason, rolled_back_to=good.name)
         return good.name
-    s.remote.run(rel.mark_ok(s.paths, current), what="mark verified")
     s.record(current, "ok", recovered=True)
     return current
 

@@ -11,7 +11,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, TextIO
 
@@ -95,17 +95,30 @@ class Reporter:
     @contextmanager
     def step(self, name: str) -> Iterator[Step]:
         """Time a step; its line says FAILED if it raised."""
-        step, t0 = Step(), time.monotonic()
-        head = f"[{self.label}] {name:<19}"
-        if self.live:
-            self.printer.write(head, end="")
+        step, end = Step(), self.begin(name)
         try:
             yield step
         except BaseException:
-            self._end(head, f"{time.monotonic() - t0:6.2f}s  FAILED")
+            end("", failed=True)
             raise
-        detail = f"  {visible(step.detail)}" if step.detail else ""
-        self._end(head, f"{time.monotonic() - t0:6.2f}s{detail}")
+        end(step.detail)
+
+    def begin(self, name: str) -> Callable[..., None]:
+        """Start a step's line; call what it returns with the step's detail (or failed=True)
+        when the step ends."""
+        t0 = time.monotonic()
+        head = f"[{self.label}] {name:<19}"
+        if self.live:
+            self.printer.write(head, end="")
+
+        def end(detail: str, failed: bool = False, took: float | None = None) -> None:
+            """`took`: the step's own time, when it was measured where it ran."""
+            spent = f"{time.monotonic() - t0 if took is None else took:6.2f}s"
+            if failed:
+                self._end(head, f"{spent}  FAILED")
+            else:
+                self._end(head, spent + (f"  {visible(detail)}" if detail else ""))
+        return end
 
     def _end(self, head: str, tail: str) -> None:
         self.printer.write(tail if self.live else head + tail)

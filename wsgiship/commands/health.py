@@ -36,9 +36,14 @@ while True:
     wrong_since = (wrong_since or time.monotonic()) if (new and status) else None
     now = time.monotonic()
     if now > deadline or (wrong_since and now - wrong_since > 5) or hung >= 2:
+        answer = "no answer" if status is None else f"answered {status}"
+        if seen not in (release, None):
+            answer += f" from release {seen} (still the old workers)"
         print(f"status={status or 'none'}")
         print(f"release={seen or 'none'}")
         print(f"waited={now - start:.1f}")
+        print(f"reason=health check failed: GET http://{host}:{port}{path} {answer},"
+              f" expected {want} from release {release} (waited {now - start:.1f}s)")
         print("\n".join(body.strip().splitlines()[:8]))
         sys.exit(1)
     time.sleep(0.2)

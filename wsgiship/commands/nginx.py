@@ -64,12 +64,13 @@ def site_check(p: Paths, release: str, host_label: str) -> str:
     ])
 
 
-def reload_nginx(p: Paths, force: bool = False) -> str:
+def reload_nginx(p: Paths) -> str:
     """Test the whole nginx config and reload nginx (privileged) — only when the site was just
-    installed (`force`), or start nginx when it is not running. nginx reads the installed
-    file, so an unchanged site needs no reload, which spares the keep-alive connections."""
+    installed (the job's install step said site=installed), or start nginx when it is not
+    running. nginx reads the installed file, so an unchanged site needs no reload, which spares
+    the keep-alive connections."""
     return script([
-        f"FORCE={int(force)}",
+        'FORCE=$([ "${WSGISHIP_SITE:-}" = installed ] && echo 1 || echo 0)',
         'if [ "$FORCE" = 0 ] && systemctl is-active -q nginx; then echo nginx=unchanged; exit 0; fi',
         f"{TEST} 2>&1",
         f"if systemctl is-active -q nginx; then {RELOAD}; echo nginx=reloaded;",

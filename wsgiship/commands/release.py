@@ -17,6 +17,10 @@ LOCKED = 41
 NO_PYTHON = 42
 DISK_FULL = 43
 
+# `ALIVE "PID START"`: that process still runs (the start time tells a reused pid apart)
+ALIVE = ("alive() { [ -n \"$1\" ] && [ \"$(cut -d' ' -f22 \"/proc/${1% *}/stat\" 2>/dev/null)\""
+         " = \"${1#* }\" ]; }; alive")
+
 
 def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
     """Check the layout, take the lock, and report facts (python version, current release)."""
@@ -36,10 +40,11 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         # left the lock behind when it died: take it over, saying whose it was
         '  k=$(head -n1 "$L/holder" 2>/dev/null | grep -o "\\"keeper\\": \\"[0-9]\\+ [0-9]\\+\\""'
         ' | grep -o "[0-9]\\+ [0-9]\\+" || true)',
-        '  if [ -n "$k" ] && [ "$(cut -d" " -f22 "/proc/${k% *}/stat" 2>/dev/null)" != "${k#* }" ];'
+        # ... unless its publish job still runs on the server: that one ends on its own
+        f'  if [ -n "$k" ] && ! {ALIVE} "$k" && ! {ALIVE} "$(cat "$L/job" 2>/dev/null)";'
         ' then echo "took_over=$(head -n1 "$L/holder" | base64 -w0)"; rm -rf "$L"; fi',
         f'  if ! mkdir "$L" 2>/dev/null; then rm -f "$H"; cat "$L/holder" 2>/dev/null || true;'
-        f" exit {LOCKED}; fi",
+        f' if {ALIVE} "$(cat "$L/job" 2>/dev/null)"; then echo job=running; fi; exit {LOCKED}; fi',
         "fi",
         'mv "$H" "$L/holder"',
         f"echo \"python=$({q(python)} -c 'import sys; print(sys.version.split()[0])')\"",
@@ -60,28 +65,42 @@ def layout(p: Paths, owner: str) -> str:
     ])
 
 
-def keeper() -> str:
+def keeper(p: Paths, token: str) -> str:
     """A process that lives exactly as long as its client: it prints `keeper=PID START` and
-    waits for a heartbeat line on its channel's stdin; when the client dies (its channel
-    closes) or sleeps (no line for 60 s), it ends, and the lock it held is taken over."""
+    waits for a heartbeat line on its channel's stdin. When the client dies (its channel
+    closes) or sleeps (no line for 60 s), it ends, and removes the lock `token` holds, unless
+    a publish job (commands/job) still runs under it: then the job removes it when done."""
     return script([
         'echo "keeper=$$ $(cut -d" " -f22 /proc/$$/stat)"',
         "while read -r -t 60 _; do :; done",
+        f"L={q(p.lock)}",
+        # the client's own unlock removed it (or someone else's lock is there now): nothing to do
+        f'grep -qF {q(token)} "$L/holder" 2>/dev/null || exit 0',
+        'exec 9>> "$L/.end" 2>/dev/null || exit 0',
+        "flock 9",
+        f'grep -qF {q(token)} "$L/holder" 2>/dev/null || exit 0',
+        f'if {ALIVE} "$(cat "$L/job" 2>/dev/null)"; then : > "$L/client-gone"; else rm -rf "$L"; fi',
     ])
 
 
 def unlock(p: Paths, token: str) -> str:
-    """Remove the lock if it is still ours (a lock taken over by `fab unlock` stays)."""
+    """Remove the lock if it is still ours (a lock taken over by `fab unlock` stays), unless a
+    publish job still runs under it: the job removes it when done (the keeper tells it the
+    client is gone)."""
     return script([
-        f"if grep -qF {q(token)} {q(p.lock)}/holder 2>/dev/null; then rm -rf {q(p.lock)}; fi",
+        f"L={q(p.lock)}",
+        f'if grep -qF {q(token)} "$L/holder" 2>/dev/null'
+        f' && ! {ALIVE} "$(cat "$L/job" 2>/dev/null)"; then rm -rf "$L"; fi',
     ])
 
 
 def force_unlock(p: Paths) -> str:
-    """Remove the lock whoever holds it, printing the holder it had."""
+    """Remove the lock whoever holds it, printing the holder it had; refused while a publish job
+    runs under it (exit LOCKED, printing the job's pid)."""
     return script([
-        f"if [ -d {q(p.lock)} ]; then echo removed; cat {q(p.lock)}/holder 2>/dev/null || true;"
-        f" rm -rf {q(p.lock)}; fi",
+        f"L={q(p.lock)}",
+        f'j=$(cat "$L/job" 2>/dev/null || true); if {ALIVE} "$j"; then echo "${{j% *}}"; exit {LOCKED}; fi',
+        'if [ -d "$L" ]; then echo removed; cat "$L/holder" 2>/dev/null || true; rm -rf "$L"; fi',
     ])
 
 

@@ -91,6 +91,8 @@ def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
     worker_dir = as_app("readlink", Raw('"/proc/$w/cwd"'))
     return script([
         f"NEW={new}; OLD={old}",
+        # a service config just installed (the job's install step said unit=installed)
+        'UNIT_CHANGED=$([ "${WSGISHIP_UNIT:-}" = installed ] && echo 1 || echo 0)',
         f"chain() {{ {chain}; }}",
         f"if ! {m.is_active}; then",
         f"  if {m.start}; then echo uwsgi=started; else",

@@ -1,15 +1,17 @@
 """`fab deploy` as its named stages; a failure in any of them runs `failed`.
 
-    starting    connect, take the lock (create the layout on a first deploy)
+    starting    connect, take the lock (create the layout on a first deploy); resolve what a
+                dead client left
     updating    upload the release, build or reuse its venv
     validating  import the app in its venv, `nginx -t` the new site, check the service config
-    publishing  switch `current`, install/reload uWSGI, reload nginx
-    verifying   health check through nginx
+    publishing  on the server, as one job that no client death stops (ops/publish): switch
+                `current`, install/reload uWSGI, reload nginx, health check through nginx;
+                on failure mark the release failed and go back to the previous one
     finishing   prune old releases and venvs, append to deploys.log
-    failed      mark the release failed, switch back if it was switched, log
+    failed      mark the release failed, go back if it was published, log
     (always)    release the lock, disconnect
 
-The app's hooks run around stages: before_switch before publishing, after_switch after verifying.
+The app's hooks run around stages: before_switch before publishing, after_switch after it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from ..remote import Remote
 from ..render import render
 from ..source import Source, collect, tarball
 from .hooks import POINTS, run_hooks
-from .publish import publishing, recovering, verifying
-from .session import Session, locked
+from .publish import Detached, Outcome, publish_job, recovering, run_job
+from .session import Session, locked, pause_point
 
-STAGES = ("updating", "validating", "publishing", "verifying", "finishing")
+STAGES = ("updating", "validating", "publishing", "finishing")
 
 
 def release_name(short_rev: str) -> str:
@@ -47,7 +49,7 @@ class Deploy:
     s: Session = field(init=False)
     release: str = ""
     previous: str = ""
-    switched: bool = False
+    published: Outcome | None = None  # how the publish job ended
     created: bool = False
 
     def run(self) -> str:
@@ -61,6 +63,7 @@ class Deploy:
             self.previous = recovering(self.s)
             try:
                 for stage in STAGES:
+                    pause_point(self.out, f"before:{stage}")
                     self.hooks("before", stage)
                     getattr(self, stage)()
                     self.hooks("after", stage)
@@ -109,11 +112,12 @@ class Deploy:
                             priv=True, what="nginx -t of the new site and service config check")
 
     def publishing(self) -> None:
-        self.switched = True
-        publishing(self.s, self.release, self.previous)
-
-    def verifying(self) -> None:
-        verifying(self.s, self.release, mark_ok=True)
+        job = publish_job(self.s, self.release, self.previous, mark=True)
+        self.published = run_job(
+            self.s, job, self.release, f"rolling back to {self.previous}",
+            record=self.s.entries(self.release, self.previous, revision=self.source.revision))
+        if self.published.error is not None:
+            raise self.published.error
 
     def finishing(self) -> None:
         with self.out.step("prune") as st:
@@ -123,17 +127,28 @@ class Deploy:
         self.s.record(self.release, "ok", revision=self.source.revision)
 
     def failed(self, exc: BaseException) -> None:
-        reason = reason_of(exc)
-        if self.created:
+        if isinstance(exc, Detached):
+            return  # the server finishes the publish job and logs it
+        reason, done, back_to = reason_of(exc), self.published, None
+        if self.created and not (done and done.error):
             self.remote.run(rel.mark_failed(self.s.paths, self.release, reason),
                             what="mark failed", check=False)
-        if self.switched and self.previous:
+        if done and done.error is None and not self.previous:
+            self.out.line(f"release {self.release} stays live: a first deploy has no release to "
+                          f"go back to")
+        elif done and done.error is None:
+            # published and checked, then a later step (an after_switch hook) failed
             self.out.line(f"rolling back to {self.previous}")
-            publishing(self.s, self.previous, self.release, leaving_failed=True)
-            verifying(self.s, self.previous)
-        elif self.switched:
+            back = run_job(self.s, publish_job(self.s, self.previous, self.release, back=False,
+                                               leaving_failed=True), self.previous)
+            if back.error is not None:
+                raise back.error
+            back_to = self.previous
+        elif done and done.result == "back":
+            back_to = self.previous
+        elif done and done.result == "failed":
             self.out.line(f"first deploy failed after the switch: the site is DOWN; release "
                           f"{self.release} is kept for inspection "
                           f"({self.s.paths.release(self.release)})")
         self.s.record(self.release, "failed", revision=self.source.revision, reason=reason,
-                      rolled_back_to=self.previous if self.switched else None)
+                      rolled_back_to=back_to)

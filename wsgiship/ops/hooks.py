@@ -13,7 +13,7 @@ from ..shell import q
 from .session import Session
 
 # where each hook point sits in the deploy's stages
-POINTS = {"before_switch": ("before", "publishing"), "after_switch": ("after", "verifying")}
+POINTS = {"before_switch": ("before", "publishing"), "after_switch": ("after", "publishing")}
 
 
 def run_hooks(s: Session, point: str, release: str, revision: str) -> None:

@@ -1,19 +1,19 @@
-"""`fab rollback` as its stages: starting, choosing the target, publishing it, verifying it,
-finishing (log); `failed` switches back to the release it came from."""
+"""`fab rollback` as its stages: starting, choosing the target, publishing it (switch, reload,
+health check, on the server as one job: ops/publish), finishing (log). When the target fails
+its check, the job switches back to the release it came from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from ..commands import checks, nginx
 from ..config import App
-from ..errors import WsgishipError, reason_of
+from ..errors import WsgishipError
 from ..facts import rollback_target
 from ..output import Reporter
 from ..remote import Remote
-from .publish import publishing, recovering, verifying
-from .session import Session, locked
+from .publish import publish_job, recovering, run_job
+from .session import locked, pause_point
 from .state import read_state
 
 
@@ -41,18 +41,14 @@ class Rollback:
             self.remote.run(checks.unit_check(s.paths, target, label)
                             + nginx.site_check(s.paths, target, label),
                             priv=True, what="service config and site check")
-            try:
-                publishing(s, target, from_release)
-                verifying(s, target)
-            except BaseException as exc:
-                if from_release:
-                    s.cleanup(partial(self.failed, s, exc, target, from_release))
-                raise
+            pause_point(self.out, "before:publishing")
+            job = publish_job(s, target, from_release, back=bool(from_release))
+            done = run_job(s, job, target, f"rollback failed ({{reason}}); switching back to "
+                                           f"{from_release}",
+                           record=s.entries(target, from_release, **{"from": from_release}))
+            if done.error is not None:
+                s.record(target, "failed", reason=done.reason, **{"from": from_release})
+                raise done.error
+            pause_point(self.out, "before:finishing")
             s.record(target, "ok", **{"from": from_release})
             return target
-
-    def failed(self, s: Session, exc: BaseException, target: str, from_release: str) -> None:
-        self.out.line(f"rollback failed ({reason_of(exc)}); switching back to {from_release}")
-        publishing(s, from_release, target, leaving_failed=True)
-        verifying(s, from_release)
-        s.record(target, "failed", reason=reason_of(exc), **{"from": from_release})

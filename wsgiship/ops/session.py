@@ -38,8 +38,8 @@ class Keeper:
         self.done = threading.Event()
 
     @classmethod
-    def start(cls, remote: Remote, wait: float = 15.0) -> Keeper:
-        stream = Stream(remote, rel.keeper(), keep_stdin=True)
+    def start(cls, remote: Remote, p: Paths, token: str, wait: float = 15.0) -> Keeper:
+        stream = Stream(remote, rel.keeper(p, token), keep_stdin=True)
         deadline, lines = time.monotonic() + wait, []
         while not lines and not stream.done and time.monotonic() < deadline:
             select.select([stream], [], [], 0.2)
@@ -96,7 +96,7 @@ class Session:
         """Take the lock; on a first deploy create <deploy_to> with sudo first. The lock lives
         as long as this client: its keeper on the server ends when the client dies."""
         p, remote = self.paths, self.remote
-        self.keeper = Keeper.start(remote)
+        self.keeper = Keeper.start(remote, p, self.token)
         res = remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
                          what="prepare")
         if res.code == rel.NEEDS_LAYOUT:
@@ -104,8 +104,10 @@ class Session:
             res = remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
                              what="prepare")
         if res.code == rel.LOCKED:
+            job = ("; its client is gone and the server is finishing its publish: deploy again in"
+                   " a minute" if "job=running" in res.stdout.splitlines() else "")
             raise LockedError(f"{p.deploy_to} is locked by "
-                              f"{describe_lock(res.stdout, self.app.lock_stale_after)}",
+                              f"{describe_lock(res.stdout, self.app.lock_stale_after)}{job}",
                               host=remote.label)
         if res.code == rel.DISK_FULL:
             raise remote.error(f"disk full on {p.deploy_to} ({res.stdout.strip() or '?'} MB free):"
@@ -131,11 +133,22 @@ class Session:
         finally:
             self.keeper.stop()
 
+    def entry(self, release: str, result: str, **fields: object) -> dict[str, object]:
+        """This operation's deploys.log entry, but its duration."""
+        return {"action": self.action, "host": self.remote.label, "by": local_identity(),
+                "release": release, "started": self.started, "result": result, **fields}
+
+    def entries(self, release: str, back_to: str = "", **fields: object) -> dict[str, dict]:
+        """The entry per result of a publish job (commands/job), for the job to write when this
+        client is gone by then."""
+        failed = self.entry(release, "failed", **fields)
+        return {"ok": self.entry(release, "ok", **fields), "failed": failed,
+                "back": {**failed, "rolled_back_to": back_to or None}, "back_failed": failed}
+
     def record(self, release: str, result: str, **fields: object) -> None:
         """Append this operation's entry to deploys.log."""
-        entry = {"action": self.action, "host": self.remote.label, "by": local_identity(),
-                 "release": release, "started": self.started,
-                 "duration": round(time.monotonic() - self.t0, 2), "result": result, **fields}
+        entry = {**self.entry(release, result, **fields),
+                 "duration": round(time.monotonic() - self.t0, 2)}
         self.remote.run(rel.append_log(self.paths, entry), what="deploy log", check=False)
 
     def cleanup(self, body: Callable[[], None]) -> None:
@@ -145,6 +158,23 @@ class Session:
         except ConnectionLost:
             self.remote.reconnect()
             body()
+
+
+PAUSE_ENV = "WSGISHIP_TEST_PAUSE"
+
+
+def pause_point(out: Reporter, where: str) -> str:
+    """A test-only pause (tests/integration/test_kill.py), named by $WSGISHIP_TEST_PAUSE:
+    `before:<stage>` stops this client there until it is killed; `job:<step>` is returned for
+    a publish job to pause after that step until its client is gone (at most 60 s)."""
+    point = os.environ.get(PAUSE_ENV, "")
+    kind, _, name = point.partition(":")
+    if where == "job":
+        return name if kind == "job" else ""
+    if point == where:
+        out.line(f"test pause {where.replace(':', ' ')}")
+        time.sleep(3600)
+    return ""
 
 
 @contextmanager

@@ -29,9 +29,15 @@ def force_unlock(remote: Remote, app: App) -> str:
     p = paths_for(app)
     remote.open()
     try:
-        res = remote.run(rel.force_unlock(p), what="unlock")
+        res = remote.run(rel.force_unlock(p), what="unlock", check=False)
     finally:
         remote.close()
+    if res.code == rel.LOCKED:
+        raise remote.error(f"nothing removed: a publish job (pid {res.stdout.strip()}) runs on the"
+                           f" server under the lock on {p.deploy_to}; it releases the lock when"
+                           f" done, within the health timeout")
+    if not res.ok:
+        raise remote.error(f"unlock failed (exit {res.code})", res.output)
     removed, _, holder = res.stdout.partition("\n")
     if removed.strip() != "removed":
         return f"no lock on {p.deploy_to}"

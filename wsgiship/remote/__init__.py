@@ -165,6 +165,32 @@ class Remote:
             return "" if app_user == "root" else f"runuser -u {q(app_user)} --"
         return "" if app_user == self.user else f"sudo -n -u {q(app_user)} --"
 
+    def _with_prefixes(self, body: str, priv: bool, app_user: str | None, as_root: bool) -> str:
+        if app_user is not None:
+            body = f"AS_APP={q(self.as_app_prefix(app_user, as_root))}\n" + body
+        if priv:
+            body = f"SUDO={q(self.sudo_prefix)}\n" + body
+        return body
+
+    @property
+    def jobs_as_root(self) -> bool:
+        """A server-side job (commands/job) runs as root when the login user is root or has a
+        sudo password (nothing could answer sudo for it later); else as the login user."""
+        return self.user == "root" or self.whole_script_sudo
+
+    @property
+    def as_login(self) -> str:
+        """In a job run as root for another login user: the prefix that runs a command as it."""
+        return f"runuser -u {q(self.user)} --" if self.jobs_as_root and self.user != "root" else ""
+
+    def job_body(self, body: str, *, priv: bool = False, app_user: str | None = None) -> str:
+        """A script as a step of a job runs it: as `run` would (its $SUDO, $AS_APP); one that
+        is neither privileged nor the app's runs as the login user, even in a job run as root."""
+        body = self._with_prefixes(body, priv, app_user, self.jobs_as_root)
+        if self.as_login and not priv and app_user is None:
+            body = f"exec {self.as_login} bash -c {q(body)}\n"
+        return body
+
     def run(self, body: str, *, priv: bool = False, root: bool = False, check: bool = True,
             what: str = "", timeout: int | None = None, app_user: str | None = None) -> Result:
         """Run a bash script. A privileged one gets $SUDO: empty when already root, else
@@ -174,12 +200,7 @@ class Remote:
         # under the one sudo Fabric answers, and switches to the app with runuser
         as_other = app_user is not None and app_user != self.user
         via_sudo = ((priv or as_other) and self.whole_script_sudo) or (root and self.user != "root")
-        as_root = self.user == "root" or via_sudo
-        if app_user is not None:
-            body = f"AS_APP={q(self.as_app_prefix(app_user, as_root))}\n" + body
-        if priv:
-            body = f"SUDO={q(self.sudo_prefix)}\n" + body
-        command = bash(body)
+        command = bash(self._with_prefixes(body, priv, app_user, self.user == "root" or via_sudo))
         opts = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
         try:
             if via_sudo:
@@ -197,21 +218,25 @@ class Remote:
             raise self.lost(f"during {what or 'a command'}: {exc}") from None
         result = Result(res.exited, res.stdout, res.stderr)
         if check and not result.ok:
-            if "sudo: a password is required" in result.stderr:
-                raise self.error(
-                    f"sudo asked {self.user} for a password during "
-                    f"{what or 'a privileged step'}; run with --prompt-for-sudo-password, or "
-                    f"allow NOPASSWD for the deploy commands (fab setup)")
-            if "is not allowed to execute" in result.stderr or "not allowed to run" in result.stderr:
-                raise self.error(
-                    f"sudo does not allow {self.user} a command "
-                    f"{what or 'a step'} needs; run `fab setup -H {self.label}` as root to "
-                    f"install the sudo rules", result.output)
-            full = " (disk full on the server: free some space)" if (
-                "No space left on device" in result.output) else ""
-            raise self.error(f"{what or 'remote command'} failed (exit {result.code}){full}",
-                             result.output)
+            raise self.failure(result, what)
         return result
+
+    def failure(self, result: Result, what: str = "") -> WsgishipError:
+        """The error for a script that failed: sudo's refusals and a full disk said plainly."""
+        if "sudo: a password is required" in result.stderr:
+            return self.error(
+                f"sudo asked {self.user} for a password during "
+                f"{what or 'a privileged step'}; run with --prompt-for-sudo-password, or "
+                f"allow NOPASSWD for the deploy commands (fab setup)")
+        if "is not allowed to execute" in result.stderr or "not allowed to run" in result.stderr:
+            return self.error(
+                f"sudo does not allow {self.user} a command "
+                f"{what or 'a step'} needs; run `fab setup -H {self.label}` as root to "
+                f"install the sudo rules", result.output)
+        full = " (disk full on the server: free some space)" if (
+            "No space left on device" in result.output) else ""
+        return self.error(f"{what or 'remote command'} failed (exit {result.code}){full}",
+                          result.output)
 
     def put(self, data: bytes, remote_path: str, what: str = "upload") -> None:
         """Upload bytes to an absolute remote path."""

@@ -10,7 +10,7 @@ import pytest
 from fakes import NAME
 
 from wsgiship import shell
-from wsgiship.commands import checks, health, nginx, release, services, venv
+from wsgiship.commands import checks, health, job, nginx, release, services, venv
 from wsgiship.layout import Paths
 
 
@@ -35,8 +35,11 @@ def all_builders(p: Paths) -> list[str]:
         services.reload_uwsgi(p, NAME, "older", 2),
         services.reload_uwsgi(p, NAME, "", 2),
         nginx.reload_nginx(p),
-        nginx.reload_nginx(p, force=True),
         release.force_unlock(p),
+        release.keeper(p, "t"),
+        job.launch(p, NAME, job.spec(job.Job([job.JobStep("s", "step", "true")]), p, "t"), "t"),
+        job.launch(p, NAME, "{}", "t", "runuser -u deploy --"),
+        job.follow(p, NAME, 123),
         health.health_check(80, "localhost", "/", 200, NAME, 60),
         services.error_log_tail(p),
     ]

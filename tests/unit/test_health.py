@@ -82,6 +82,9 @@ def test_health_check_waits_for_the_new_release(server, fakebin: Path, sh) -> No
     facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
     assert facts["status"] == "200" and facts["release"] == "older-release"
     assert float(facts["waited"]) >= 0.2
+    assert facts["reason"].startswith(
+        f"health check failed: GET http://localhost:{port}/ answered 200 from release "
+        f"older-release (still the old workers), expected 200 from release {NAME} (waited ")
     assert len(handler.seen) > 1  # it kept polling
 
 
@@ -94,7 +97,10 @@ def test_health_check_fails_on_the_wrong_status(server, fakebin: Path, sh) -> No
     lines = res.stdout.splitlines()
     assert lines[:2] == ["status=500", f"release={NAME}"]
     assert lines[2].startswith("waited=")
-    assert lines[3:] == ["body line 1", "body line 2"]
+    waited = lines[2].removeprefix("waited=")
+    assert lines[3] == (f"reason=health check failed: GET http://localhost:{port}/ answered 500,"
+                        f" expected 200 from release {NAME} (waited {waited}s)")
+    assert lines[4:] == ["body line 1", "body line 2"]
 
 
 def test_health_check_reports_no_answer(fakebin: Path, sh) -> None:
@@ -108,6 +114,8 @@ def test_health_check_reports_no_answer(fakebin: Path, sh) -> None:
     assert res.returncode == 1
     lines = res.stdout.splitlines()
     assert lines[:2] == ["status=none", "release=none"]
+    assert lines[3].startswith(f"reason=health check failed: GET http://localhost:{port}/ "
+                               f"no answer, expected 200 from release {NAME} (waited ")
     assert "ConnectionRefusedError" in res.stdout
 
 
@@ -203,4 +211,6 @@ def test_two_timeouts_in_a_row_end_the_health_check(hung_runs, scenario: str) ->
     lines = res.stdout.splitlines()
     assert lines[:2] == ["status=none", "release=none"]
     assert lines[2].startswith("waited=") and float(lines[2][7:]) < DEADLINE
-    assert lines[3:] == ["no answer within 5 s (2 in a row): timed out"]
+    assert lines[3].startswith("reason=health check failed: GET http://localhost:")
+    assert f"/ no answer, expected 200 from release {NAME} (waited {lines[2][7:]}s)" in lines[3]
+    assert lines[4:] == ["no answer within 5 s (2 in a row): timed out"]

@@ -1,6 +1,8 @@
 """The deploy lock lives as long as its client: its holder names a keeper process (pid and start
 time); a lock whose keeper is gone is taken over by the next prepare, one whose keeper lives is
-refused. The keeper script itself, run for real."""
+refused. A publish job running under the lock (<lock>/job, "PID START") keeps it too: no take
+over, no unlock, no `fab unlock`. The keeper script itself, run for real: when its channel
+closes it removes its own lock, or, a job running, tells the job its client is gone."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +34,32 @@ def take(root: Path, sh, holder: dict[str, str]) -> subprocess.CompletedProcess[
     return sh(release.prepare(paths(root), sys.executable, holder))
 
 
+def ident(pid: int) -> str:
+    """A process as the lock names it: "PID START"."""
+    return f"{pid} {start_time(pid)}"
+
+
+def dead_ident() -> str:
+    """The "PID START" of a process that has exited."""
+    proc = subprocess.Popen(["sleep", "60"])
+    who = ident(proc.pid)
+    proc.kill()
+    proc.wait()
+    return who
+
+
+def held(root: Path, holder: dict[str, str], job: str = "") -> Path:
+    """A lock as prepare leaves it, with `job` ("PID START") as its publish job if given."""
+    lock = root / ".lock"
+    lock.mkdir()
+    (lock / "holder").write_text(json.dumps(holder, sort_keys=True) + "\n")
+    if job:
+        (lock / "job").write_text(job + "\n")
+    return lock
+
+
 @pytest.fixture
-def sleeper() -> subprocess.Popen[bytes]:
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["sleep", "60"])
     yield proc
     proc.kill()
@@ -52,9 +79,7 @@ def test_a_lock_whose_keeper_lives_is_refused(deploy: Path, sh, sleeper) -> None
 @pytest.mark.parametrize("gone", ["exited", "pid reused"])
 def test_a_lock_whose_keeper_is_gone_is_taken_over(deploy: Path, sh, sleeper, gone: str) -> None:
     if gone == "exited":
-        sleeper.kill()
-        sleeper.wait()
-        keeper = f"{sleeper.pid} 12345"
+        keeper = dead_ident()
     else:  # the pid lives, but as another process: its start time differs
         keeper = f"{sleeper.pid} {int(start_time(sleeper.pid)) + 1}"
     dead = {"by": "alice@laptop", "token": "t1", "keeper": keeper}
@@ -67,6 +92,28 @@ def test_a_lock_whose_keeper_is_gone_is_taken_over(deploy: Path, sh, sleeper, go
     assert json.loads((deploy / ".lock" / "holder").read_text()) == mine
 
 
+@pytest.mark.parametrize("keeper", ["dead", "alive"])
+def test_a_lock_whose_job_runs_is_refused_and_says_so(deploy: Path, sh, sleeper,
+                                                     keeper: str) -> None:
+    # the client died mid-publish (or still lives): its job ends on its own, then the lock goes
+    first = {"by": "alice@laptop", "token": "t1",
+             "keeper": dead_ident() if keeper == "dead" else ident(os.getpid())}
+    held(deploy, first, job=ident(sleeper.pid))
+    res = take(deploy, sh, {"by": "bob@desk", "token": "t2", "keeper": "1 1"})
+    assert res.returncode == release.LOCKED
+    assert res.stdout.splitlines() == [json.dumps(first, sort_keys=True), "job=running"]
+    assert "took_over" not in res.stdout
+    assert (deploy / ".lock" / "job").is_file()
+
+
+def test_a_refused_prepare_says_nothing_of_a_job_that_ended(deploy: Path, sh) -> None:
+    first = {"by": "alice@laptop", "token": "t1", "keeper": ident(os.getpid())}
+    held(deploy, first, job=dead_ident())
+    res = take(deploy, sh, {"by": "bob@desk", "token": "t2", "keeper": "1 1"})
+    assert res.returncode == release.LOCKED
+    assert res.stdout.splitlines() == [json.dumps(first, sort_keys=True)]
+
+
 def test_a_lock_without_a_keeper_is_never_taken_over(deploy: Path, sh) -> None:
     # an older wsgiship's lock, or a holder cut short: only `fab unlock` removes it
     (deploy / ".lock").mkdir()
@@ -76,29 +123,105 @@ def test_a_lock_without_a_keeper_is_never_taken_over(deploy: Path, sh) -> None:
     assert "took_over" not in res.stdout
 
 
-def test_the_keeper_reports_itself_and_ends_with_its_channel() -> None:
-    proc = subprocess.Popen(["bash", "-c", release.keeper()], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+# --- unlock and force_unlock leave the lock to a running job ---
+
+
+@pytest.mark.parametrize("job", ["none", "ended"])
+def test_unlock_removes_its_own_lock_when_no_job_runs(deploy: Path, sh, job: str) -> None:
+    held(deploy, {"token": "t1"}, job=dead_ident() if job == "ended" else "")
+    assert sh(release.unlock(paths(deploy), "t1")).returncode == 0
+    assert not (deploy / ".lock").exists()
+
+
+def test_a_live_job_keeps_the_lock_from_unlock(deploy: Path, sh, sleeper) -> None:
+    lock = held(deploy, {"token": "t1"}, job=ident(sleeper.pid))
+    assert sh(release.unlock(paths(deploy), "t1")).returncode == 0
+    assert (lock / "holder").is_file() and (lock / "job").is_file()
+
+
+def test_unlock_leaves_anothers_lock(deploy: Path, sh) -> None:
+    lock = held(deploy, {"token": "t1"})
+    assert sh(release.unlock(paths(deploy), "t2")).returncode == 0
+    assert (lock / "holder").is_file()
+
+
+def test_force_unlock_refuses_while_a_job_runs(deploy: Path, sh, sleeper) -> None:
+    lock = held(deploy, {"by": "alice@laptop", "token": "t1"}, job=ident(sleeper.pid))
+    res = sh(release.force_unlock(paths(deploy)))
+    assert (res.returncode, res.stdout) == (release.LOCKED, f"{sleeper.pid}\n")
+    assert (lock / "holder").is_file()
+
+
+def test_force_unlock_removes_a_lock_whose_job_ended(deploy: Path, sh) -> None:
+    held(deploy, {"by": "alice@laptop", "token": "t1"}, job=dead_ident())
+    res = sh(release.force_unlock(paths(deploy)))
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == ["removed", '{"by": "alice@laptop", "token": "t1"}']
+    assert not (deploy / ".lock").exists()
+
+
+# --- the keeper ---
+
+
+def keeper(root: Path, token: str = "t1", wait: str = "60") -> subprocess.Popen[str]:
+    text = release.keeper(paths(root), token)
+    assert "read -r -t 60" in text
+    return subprocess.Popen(["bash", "-c", text.replace("-t 60", f"-t {wait}")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def test_the_keeper_reports_itself_and_ends_with_its_channel(deploy: Path) -> None:
+    lock = held(deploy, {"token": "t1"})
+    proc = keeper(deploy)
     assert proc.stdout is not None and proc.stdin is not None
     line = proc.stdout.readline().strip()
     pid, start = line.removeprefix("keeper=").split()
     assert int(pid) == proc.pid and start == start_time(proc.pid)
-    for _ in range(3):  # heartbeats keep it
+    for _ in range(3):  # heartbeats keep it, and the lock
         proc.stdin.write("\n")
         proc.stdin.flush()
         time.sleep(0.05)
-    assert proc.poll() is None
+    assert proc.poll() is None and lock.is_dir()
     proc.stdin.close()  # the client went away
     assert proc.wait(timeout=5) == 0
     assert not os.path.exists(f"/proc/{pid}/stat") or start_time(int(pid)) != start
+    assert not lock.exists()  # it took its client's lock along
 
 
-def test_the_keeper_ends_without_a_heartbeat() -> None:
-    text = release.keeper()
-    assert "read -r -t 60" in text
-    fast = text.replace("-t 60", "-t 0.3")
-    proc = subprocess.Popen(["bash", "-c", fast], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def test_the_keeper_ends_without_a_heartbeat(deploy: Path) -> None:
+    lock = held(deploy, {"token": "t1"})
+    proc = keeper(deploy, wait="0.3")
     assert proc.wait(timeout=5) == 0  # a client asleep: no line for too long
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize("job, token, kept, told", [
+    ("none", "t1", False, False),       # its own lock, no job: removed
+    ("ended", "t1", False, False),      # its job is over: removed
+    ("running", "t1", True, True),      # its job runs: kept, the job told its client is gone
+    ("none", "t2", True, False),        # another's lock (taken over, or after an unlock): kept
+    ("running", "t2", True, False),
+])
+def test_the_keeper_leaves_the_lock_to_a_running_job(deploy: Path, sleeper, job: str,
+                                                     token: str, kept: bool, told: bool) -> None:
+    jobs = {"none": "", "ended": dead_ident(), "running": ident(sleeper.pid)}
+    lock = held(deploy, {"token": "t1"}, job=jobs[job])
+    proc = keeper(deploy, token)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert proc.wait(timeout=5) == 0
+    assert lock.exists() == kept
+    assert (lock / "client-gone").exists() == told
+    if kept:
+        assert json.loads((lock / "holder").read_text()) == {"token": "t1"}
+
+
+def test_the_keeper_without_a_lock_creates_nothing(deploy: Path) -> None:
+    proc = keeper(deploy)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert proc.wait(timeout=5) == 0
+    assert not (deploy / ".lock").exists()
 
 
 def test_prepare_quotes_the_keeper_field_as_part_of_the_holder() -> None:

@@ -49,7 +49,7 @@ def test_only_testing_and_starting_nginx_are_granted() -> None:
     # loads: root commands, not granted
     with privilege.recording() as seen:
         script(nginx.install_site(p))
-        nginx.reload_nginx(p, force=True)
+        nginx.reload_nginx(p)
     not_granted = {c.argv[:3] for c in seen if not c.granted}
     assert not_granted == {("install", "-m", "644"), ("ln", "-sfn", "../sites-available/wsgiship-app"),
                            ("systemctl", "reload", "nginx")}
@@ -58,17 +58,18 @@ def test_only_testing_and_starting_nginx_are_granted() -> None:
 # --- reload_nginx ---
 
 
+@pytest.mark.parametrize("site", [{}, {"WSGISHIP_SITE": ""}, {"WSGISHIP_SITE": "unchanged"}])
 def test_reload_nginx_leaves_a_running_nginx_alone_when_no_site_was_installed(
-        deploy: Path, fakebin: Path, sh) -> None:
-    res = sh(priv(nginx.reload_nginx(paths(deploy)), "sudo -n"), env=as_deploy(fakebin))
+        deploy: Path, fakebin: Path, sh, site: dict[str, str]) -> None:
+    res = sh(priv(nginx.reload_nginx(paths(deploy)), "sudo -n"), env=as_deploy(fakebin, **site))
     assert (res.returncode, res.stdout) == (0, "nginx=unchanged\n")
     assert calls(fakebin) == ["systemctl is-active -q nginx"]  # nothing needed root
 
 
 def test_reload_nginx_tests_then_reloads_after_a_site_was_installed(deploy: Path, fakebin: Path,
                                                                    sh) -> None:
-    res = sh(priv(nginx.reload_nginx(paths(deploy), force=True), "sudo -n"),
-             env=as_deploy(fakebin))
+    res = sh(priv(nginx.reload_nginx(paths(deploy)), "sudo -n"),
+             env=as_deploy(fakebin, WSGISHIP_SITE="installed"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "nginx=reloaded\n"
     assert calls(fakebin) == ["sudo -n nginx -t -q", "nginx -t -q", "systemctl is-active -q nginx",
@@ -77,17 +78,18 @@ def test_reload_nginx_tests_then_reloads_after_a_site_was_installed(deploy: Path
 
 def test_reload_nginx_as_root_runs_the_same_without_sudo(deploy: Path, fakebin: Path,
                                                          sh) -> None:
-    res = sh(priv(nginx.reload_nginx(paths(deploy), force=True)), env=fake_env(fakebin))
+    res = sh(priv(nginx.reload_nginx(paths(deploy))),
+             env=fake_env(fakebin, WSGISHIP_SITE="installed"))
     assert (res.returncode, res.stdout) == (0, "nginx=reloaded\n")
     assert calls(fakebin) == ["nginx -t -q", "systemctl is-active -q nginx",
                               "systemctl reload nginx"]
 
 
-@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("site", ["", "installed"])
 def test_reload_nginx_starts_a_stopped_nginx(deploy: Path, fakebin: Path, sh,
-                                             force: bool) -> None:
-    res = sh(priv(nginx.reload_nginx(paths(deploy), force=force), "sudo -n"),
-             env=as_deploy(fakebin, NGINX_ACTIVE="0"))
+                                             site: str) -> None:
+    res = sh(priv(nginx.reload_nginx(paths(deploy)), "sudo -n"),
+             env=as_deploy(fakebin, NGINX_ACTIVE="0", WSGISHIP_SITE=site))
     assert (res.returncode, res.stdout) == (0, "nginx=started\n")
     assert sudoed(fakebin) == ["nginx -t -q", "systemctl start nginx"]
 
@@ -95,8 +97,8 @@ def test_reload_nginx_starts_a_stopped_nginx(deploy: Path, fakebin: Path, sh,
 @pytest.mark.parametrize("active", ["0", "1"])
 def test_reload_nginx_stops_on_a_broken_config(deploy: Path, fakebin: Path, sh,
                                                active: str) -> None:
-    res = sh(priv(nginx.reload_nginx(paths(deploy), force=True), "sudo -n"),
-             env=as_deploy(fakebin, NGINX_RC="1", NGINX_ACTIVE=active,
+    res = sh(priv(nginx.reload_nginx(paths(deploy)), "sudo -n"),
+             env=as_deploy(fakebin, NGINX_RC="1", NGINX_ACTIVE=active, WSGISHIP_SITE="installed",
                            NGINX_OUT='nginx: [emerg] unknown directive "lisen"'))
     assert res.returncode == 1
     assert 'unknown directive "lisen"' in res.stdout  # nginx -t's complaint is shown

@@ -1,93 +1,95 @@
-"""wsgiship.ops.publish.recovering: what a client that died left (pending releases), resolved by
-the next deploy or rollback under the lock.
+"""wsgiship.ops.publish: the publish job as the client builds it (publish_job), and recovering:
+what a client that died left (pending releases), resolved by the next deploy or rollback under
+the lock.
 
-The session is a stand-in holding the facts prepare reported; its remote (fakes.LocalRemote)
-runs the scripts here on a deploy tree in tmp_path, so a mark_failed or mark_ok really marks
-the release; read_state reads that tree. publishing and verifying (SSH, services, nginx) are
-replaced by recorders that fail where a test says."""
+The session is a real Session over a real Remote (never connected) whose SSH `run` runs the
+scripts here, on a deploy tree in tmp_path: a mark_failed really marks the release, read_state
+reads that tree, and `record` appends to its deploys.log. The job itself (SSH, services, nginx)
+is not run: `run_job` is replaced by a recorder that answers the Outcome a test says, running
+the job's own mark steps here as the server would (how the job runs is test_job.py's)."""
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fakes import LocalRemote, add_release
+from fabric import Config
+from fakes import HOSTILE, add_release, local_runs, run_script
 
-from wsgiship.commands import release as rel
-from wsgiship.config import App
-from wsgiship.errors import RemoteError, WsgishipError
-from wsgiship.layout import Paths, paths_for
+from wsgiship import output
+from wsgiship.commands import job as jobs
+from wsgiship.commands import services
+from wsgiship.config import App, Host
+from wsgiship.errors import RemoteError
 from wsgiship.ops import publish
+from wsgiship.ops.session import Session
+from wsgiship.remote import Remote
 
 R1, R2, R3, R4 = (f"20250101T00000{i}Z-{i:07x}" for i in range(1, 5))
 ABANDONED = "abandoned: its deploy never finished"
+FORWARD = ["switch", "install", "uwsgi", "nginx", "health"]
 
 
-class Lines:
-    """The Reporter's `line`, kept."""
+def local_session(app: App, monkeypatch: pytest.MonkeyPatch, facts: dict[str, str] | None = None,
+                  password: str | None = None) -> Session:
+    """A Session as user deploy whose scripts run here; `remote.whats` lists what each run did,
+    `out.printer.out` holds its lines."""
+    config = Config(overrides={"sudo": {"password": password}}) if password else None
+    remote = Remote(Host("web1", "192.0.2.1", app, user="deploy"), config)
+    local_runs(remote, monkeypatch, run_script)
+    whats: list[str] = []
+    real = remote.run
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    def run(body: str, **kwargs: object) -> object:
+        whats.append(str(kwargs.get("what", "")))
+        return real(body, **kwargs)  # type: ignore[arg-type]
 
-    def line(self, text: str) -> None:
-        self.lines.append(text)
+    monkeypatch.setattr(remote, "run", run)
+    remote.whats = whats  # type: ignore[attr-defined]
+    out = output.Reporter("web1", output.Printer(io.BytesIO(), io.BytesIO()), live=False)
+    return Session(remote=remote, app=app, out=out, action="deploy", facts=facts or {})
+
+
+def lines(s: Session) -> list[str]:
+    return s.out.printer.out.getvalue().decode().splitlines()  # type: ignore[attr-defined]
+
+
+def logged(deploy: Path) -> list[dict[str, object]]:
+    log = deploy / "deploys.log"
+    return [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
 
 
 @dataclass
-class FakeSession:
-    """What recovering uses of a Session: app, paths, remote, facts, out and record."""
+class Jobs:
+    """The jobs run_job was given, in order, and how each ends: release -> Outcome (else ok).
+    Like the server, it runs the job's mark steps here (ok steps, or failed steps with the
+    outcome's reason as WSGISHIP_REASON)."""
 
-    app: App
-    facts: dict[str, str]
-    remote: LocalRemote = field(default_factory=LocalRemote)
-    out: Lines = field(default_factory=Lines)
-    records: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)
+    runs: list[tuple[str, jobs.Job, str, dict[str, dict] | None]] = field(default_factory=list)
+    outcomes: dict[str, publish.Outcome] = field(default_factory=dict)
 
-    @property
-    def paths(self) -> Paths:
-        return paths_for(self.app)
-
-    def record(self, release: str, result: str, **fields: object) -> None:
-        self.records.append((release, result, fields))
-
-
-@dataclass
-class Flow:
-    """The stages recovering called, in order, and where they fail: (stage, release) -> error."""
-
-    calls: list[tuple[object, ...]] = field(default_factory=list)
-    fail: dict[tuple[str, str], WsgishipError] = field(default_factory=dict)
-
-    def publishing(self, s: FakeSession, release: str, previous: str,
-                   leaving_failed: bool = False) -> None:
-        self.calls.append(("publishing", release, previous, leaving_failed))
-        if ("publishing", release) in self.fail:
-            raise self.fail["publishing", release]
-
-    def verifying(self, s: FakeSession, release: str, mark_ok: bool = False) -> None:
-        self.calls.append(("verifying", release))
-        if ("verifying", release) in self.fail:
-            raise self.fail["verifying", release]
-        if mark_ok:  # as the real one: in the health check's own script
-            s.remote.run(rel.mark_ok(s.paths, release), what="mark verified")
+    def run_job(self, s: Session, job: jobs.Job, release: str, back_line: str = "",
+                record: dict[str, dict] | None = None) -> publish.Outcome:
+        self.runs.append((release, job, back_line, record))
+        done = self.outcomes.get(release, publish.Outcome("ok"))
+        steps = job.ok if done.result == "ok" else job.failed
+        for step in (x for x in steps if x.name == "mark"):
+            res = run_script(step.body, env={"WSGISHIP_REASON": done.reason})
+            assert res.returncode == 0, res.stderr
+        return done
 
 
 @pytest.fixture
-def flow(monkeypatch: pytest.MonkeyPatch) -> Flow:
-    f = Flow()
-    monkeypatch.setattr(publish, "publishing", f.publishing)
-    monkeypatch.setattr(publish, "verifying", f.verifying)
-    real = publish.read_state
-
-    def read_state(remote: LocalRemote, app: App) -> object:
-        f.calls.append(("read_state",))
-        return real(remote, app)  # type: ignore[arg-type]  # the stand-in runs it here
-
-    monkeypatch.setattr(publish, "read_state", read_state)
-    return f
+def ran(monkeypatch: pytest.MonkeyPatch) -> Jobs:
+    j = Jobs()
+    monkeypatch.setattr(publish, "run_job", j.run_job)
+    return j
 
 
 def good(deploy: Path, name: str) -> Path:
@@ -115,21 +117,32 @@ def is_pending(deploy: Path, name: str) -> bool:
 
 
 @pytest.fixture
-def session(deploy: Path, make_app: Callable[..., App]) -> Callable[..., FakeSession]:
+def session(deploy: Path, make_app: Callable[..., App],
+            monkeypatch: pytest.MonkeyPatch) -> Callable[..., Session]:
     """A session on `deploy` whose prepare said `current` (a release name) and `pending`."""
 
-    def make(current: str, pending_text: str | None) -> FakeSession:
+    def make(current: str, pending_text: str | None) -> Session:
         facts = {"current": f"releases/{current}" if current else ""}
         if current:
             (deploy / "current").symlink_to(f"releases/{current}")
         if pending_text is not None:
             facts["pending"] = pending_text
-        return FakeSession(make_app(deploy_to=str(deploy)), facts)
+        return local_session(make_app(deploy_to=str(deploy)), monkeypatch, facts)
 
     return make
 
 
-# --- nothing to resolve ---
+def publishes(job: jobs.Job) -> tuple[str, str]:
+    """The release the job switches to, and the one its way back switches to ("" if none)."""
+    def target(steps: list[jobs.JobStep]) -> str:
+        if not steps:
+            return ""
+        assert steps[0].name == "switch"
+        return re.findall(r"ln -sfn '?releases/([^' ]+)", steps[0].body)[0]
+    return target(job.forward), target(job.back)
+
+
+# --- recovering: nothing to resolve ---
 
 
 @pytest.mark.parametrize("current, pending_text", [
@@ -138,17 +151,14 @@ def session(deploy: Path, make_app: Callable[..., App]) -> Callable[..., FakeSes
     (R2, "  "),
     ("", ""),         # nothing deployed
 ])
-def test_nothing_pending_runs_nothing(deploy: Path, session, flow: Flow, current: str,
+def test_nothing_pending_runs_nothing(deploy: Path, session, ran: Jobs, current: str,
                                       pending_text: str | None) -> None:
     good(deploy, R1)
     good(deploy, R2)
     s = session(current, pending_text)
     assert publish.recovering(s) == current
-    assert s.remote.events == [] and flow.calls == []
-    assert s.out.lines == [] and s.records == []
-
-
-# --- pending releases that are not current: abandoned ---
+    assert s.remote.whats == [] and ran.runs == []
+    assert lines(s) == [] and logged(deploy) == []
 
 
 @pytest.mark.parametrize("current, pending_names", [
@@ -157,7 +167,7 @@ def test_nothing_pending_runs_nothing(deploy: Path, session, flow: Flow, current
     ("", [R1]),            # a first deploy that died before its switch
 ])
 def test_pending_releases_not_current_are_marked_abandoned(
-        deploy: Path, session, flow: Flow, current: str, pending_names: list[str]) -> None:
+        deploy: Path, session, ran: Jobs, current: str, pending_names: list[str]) -> None:
     for name in (R1, R2, R3, R4):
         (pending if name in pending_names else good)(deploy, name)
     s = session(current, "".join(f"{n} " for n in pending_names))
@@ -165,38 +175,48 @@ def test_pending_releases_not_current_are_marked_abandoned(
     for name in (R1, R2, R3, R4):
         assert failed_mark(deploy, name) == (ABANDONED + "\n" if name in pending_names
                                              else None), name
-    assert s.remote.events == ["run mark an abandoned release failed"] * len(pending_names)
-    assert flow.calls == [] and s.records == [] and s.out.lines == []
+    assert s.remote.whats == ["mark an abandoned release failed"] * len(pending_names)
+    assert ran.runs == [] and logged(deploy) == [] and lines(s) == []
 
 
-# --- current is pending: published and verified now ---
+# --- recovering: current is pending, published and verified now by one job ---
 
 
-def test_a_pending_current_that_passes_is_marked_ok(deploy: Path, session, flow: Flow) -> None:
+def test_a_pending_current_that_passes_is_marked_ok(deploy: Path, session, ran: Jobs) -> None:
     good(deploy, R1)
     pending(deploy, R2)    # another abandoned one, newer than the good one
     pending(deploy, R3)
     s = session(R3, f"{R2} {R3} ")
     assert publish.recovering(s) == R3
-    assert s.out.lines == [f"release {R3} is current but was never verified (its deploy died): "
-                           f"verifying it now"]
-    # published with the newest good release as the one left (R2 is no candidate)
-    assert flow.calls == [("read_state",), ("publishing", R3, R1, False), ("verifying", R3)]
+    assert lines(s) == [f"[web1] release {R3} is current but was never verified (its deploy "
+                        f"died): verifying it now"]
+    # one job: R3 published, with the newest good release as the way back (R2 is no candidate)
+    [(release, job, back_line, record)] = ran.runs
+    assert release == R3 and publishes(job) == (R3, R1) and job.back_to == R1
+    assert [x.name for x in job.ok] == ["mark"] and [x.name for x in job.failed] == [
+        "applog", "mark"]
+    assert back_line.format(reason="boom") == f"release {R3} failed its check (boom); back to {R1}"
+    assert record == s.entries(R3, R1, recovered=True)  # for the job, should this client die
+    assert record is not None and record["back"]["rolled_back_to"] == R1
+    assert {k: (v["release"], v["result"], v["recovered"]) for k, v in record.items()} == {
+        "ok": (R3, "ok", True), "failed": (R3, "failed", True), "back": (R3, "failed", True),
+        "back_failed": (R3, "failed", True)}
     assert failed_mark(deploy, R2) == ABANDONED + "\n"
-    assert not is_pending(deploy, R3) and failed_mark(deploy, R3) is None   # mark_ok ran
-    assert s.records == [(R3, "ok", {"recovered": True})]
-    assert s.remote.events == ["run mark an abandoned release failed", "run read releases",
-                               "run mark verified"]
+    assert not is_pending(deploy, R3) and failed_mark(deploy, R3) is None   # the job marked ok
+    [entry] = logged(deploy)
+    assert (entry["release"], entry["result"], entry["recovered"]) == (R3, "ok", True)
+    assert s.remote.whats == ["mark an abandoned release failed", "read releases", "deploy log"]
 
 
-def test_a_pending_first_release_that_passes(deploy: Path, session, flow: Flow) -> None:
+def test_a_pending_first_release_that_passes(deploy: Path, session, ran: Jobs) -> None:
     # the very first deploy died after its switch: nothing to leave, nothing to go back to
     pending(deploy, R1)
     s = session(R1, f"{R1} ")
     assert publish.recovering(s) == R1
-    assert flow.calls == [("read_state",), ("publishing", R1, "", False), ("verifying", R1)]
+    [(release, job, _, _)] = ran.runs
+    assert publishes(job) == (R1, "") and job.back == [] and job.back_to == ""
     assert not is_pending(deploy, R1)
-    assert s.records == [(R1, "ok", {"recovered": True})]
+    assert [(e["release"], e["result"]) for e in logged(deploy)] == [(R1, "ok")]
 
 
 HEALTH = RemoteError("health check failed: GET http://localhost:80/ answered 500, expected 200",
@@ -204,51 +224,119 @@ HEALTH = RemoteError("health check failed: GET http://localhost:80/ answered 500
 RELOAD = RemoteError("reload uWSGI failed (exit 1)", "only 0 of 2 workers", host="web1")
 
 
-@pytest.mark.parametrize("stage, error", [("verifying", HEALTH), ("publishing", RELOAD)])
+@pytest.mark.parametrize("error", [HEALTH, RELOAD], ids=["health", "reload"])
 def test_a_pending_current_that_fails_goes_back_to_the_newest_good_release(
-        deploy: Path, session, flow: Flow, stage: str, error: RemoteError) -> None:
+        deploy: Path, session, ran: Jobs, error: RemoteError) -> None:
     good(deploy, R1)
     good(deploy, R2)
     pending(deploy, R3)
     s = session(R3, f"{R3} ")
-    flow.fail[stage, R3] = error
+    ran.outcomes[R3] = publish.Outcome("back", error.reason, error)
     assert publish.recovering(s) == R2
-    tried = [("publishing", R3, R2, False)] + ([("verifying", R3)] if stage == "verifying"
-                                               else [])
-    # back to R2, whose workers replace R3's at once (leaving a failed release)
-    assert flow.calls == [("read_state",), *tried, ("publishing", R2, R3, True),
-                          ("verifying", R2)]
+    [(_, job, _, _)] = ran.runs
+    assert publishes(job) == (R3, R2)
+    # the way back replaces R3's workers at once: it leaves a failed release
+    assert job.back == publish.forward_steps(s, R2, R3, leaving_failed=True)
     assert failed_mark(deploy, R3) == f"unverified, then {error.reason}\n"
-    assert s.records == [(R3, "failed", {"reason": error.reason, "rolled_back_to": R2})]
-    assert s.out.lines[1:] == [f"release {R3} failed its check ({error.reason}); back to {R2}"]
+    [entry] = logged(deploy)
+    assert (entry["release"], entry["result"], entry["reason"], entry["rolled_back_to"]) == (
+        R3, "failed", error.reason, R2)
     assert failed_mark(deploy, R2) is None and failed_mark(deploy, R1) is None
 
 
-def test_a_pending_current_that_fails_with_no_good_release_raises(deploy: Path, session,
-                                                                 flow: Flow) -> None:
-    add_release(deploy, R1, failed=True)
-    pending(deploy, R2)    # abandoned: no candidate either
+@pytest.mark.parametrize("result", ["failed", "back_failed"])
+def test_a_pending_current_that_fails_without_a_way_back_raises(deploy: Path, session, ran: Jobs,
+                                                               result: str) -> None:
+    if result == "failed":   # no good release: nothing to go back to
+        add_release(deploy, R1, failed=True)
+    else:                    # a good one, but going back to it failed too
+        good(deploy, R1)
+    pending(deploy, R2)
     pending(deploy, R3)
     s = session(R3, f"{R2} {R3} ")
-    flow.fail["verifying", R3] = HEALTH
+    ran.outcomes[R3] = publish.Outcome(result, HEALTH.reason, HEALTH)
     with pytest.raises(RemoteError) as info:
         publish.recovering(s)
-    assert info.value is HEALTH  # the check's own error, as it was
-    assert flow.calls == [("read_state",), ("publishing", R3, "", False), ("verifying", R3)]
+    assert info.value is HEALTH  # the job's own error, as it was
+    assert publishes(ran.runs[0][1]) == ((R3, "") if result == "failed" else (R3, R1))
     assert failed_mark(deploy, R2) == ABANDONED + "\n"
     assert failed_mark(deploy, R3) == f"unverified, then {HEALTH.reason}\n"
-    assert s.records == []
+    assert logged(deploy) == []  # the caller records the failed operation
 
 
-def test_going_back_failing_too_raises_that_error(deploy: Path, session, flow: Flow) -> None:
-    good(deploy, R1)
+# --- publish_job: the steps, in order ---
+
+
+@pytest.fixture
+def jsession(deploy: Path, make_app: Callable[..., App],
+             monkeypatch: pytest.MonkeyPatch) -> Callable[..., Session]:
+    def make(password: str | None = None, **settings: object) -> Session:
+        app = make_app(deploy_to=str(deploy), **settings)
+        return local_session(app, monkeypatch, password=password)
+    return make
+
+
+def test_publish_job_publishes_then_goes_back(jsession) -> None:
+    s = jsession(health={"path": "/up", "timeout": 45})
+    job = publish.publish_job(s, R2, R1)
+    assert [x.name for x in job.forward] == FORWARD == [x.name for x in job.back]
+    assert [x.what for x in job.forward] == ["switch current", "install service and site",
+                                             "reload uWSGI", "reload nginx", "health check"]
+    assert publishes(job) == (R2, R1) and job.back_to == R1
+    assert job.ok == [] and [x.name for x in job.failed] == ["applog"]  # not pending: no marks
+    # root's steps carry $SUDO, the reload also $AS_APP; only the check's output is shown
+    assert [x.body.startswith("SUDO=") for x in job.forward] == [False, True, True, True, False]
+    assert "AS_APP=" in job.forward[2].body and "AS_APP=" in job.failed[0].body
+    assert [x.show for x in job.forward] == [False, False, False, False, True]
+    health = job.forward[4]
+    assert health.timeout == 45 + 30 and "/up" in health.body and R2 in health.body
+    assert (job.failed[0].optional, job.failed[0].show) == (True, True)
+    assert s.remote.whats == []  # building it ran nothing
+
+
+def test_publish_job_leaving_a_failed_release_kills_its_workers(jsession) -> None:
+    s = jsession()
+    job = publish.publish_job(s, R1, R2, back=False, leaving_failed=True)
+    assert job.back == [] and job.back_to == ""
+    killing = services.reload_uwsgi(s.paths, R1, R2, s.app.processes, kill_previous=True)
+    assert job.forward[2].body == s.remote.job_body(killing, priv=True, app_user=s.app_user)
+    assert publish.publish_job(s, R2, "").back == []  # a first release: no way back
+
+
+@pytest.mark.parametrize("why", ["", "unverified, then ", HOSTILE])
+def test_publish_job_marks_a_pending_release(deploy: Path, jsession, why: str) -> None:
+    s = jsession()
+    job = publish.publish_job(s, R2, R1, mark=True, why=why)
+    [ok] = job.ok
+    assert (ok.name, ok.what, ok.optional) == ("mark", "mark ok", False)
+    assert [x.name for x in job.failed] == ["applog", "mark"]
+    mark = job.failed[1]
+    assert (mark.what, mark.optional) == ("mark failed", True)
     pending(deploy, R2)
-    s = session(R2, f"{R2} ")
-    flow.fail["verifying", R2] = HEALTH
-    flow.fail["verifying", R1] = RELOAD
-    with pytest.raises(WsgishipError) as info:
-        publish.recovering(s)
-    assert info.value is RELOAD
-    assert flow.calls[-2:] == [("publishing", R1, R2, True), ("verifying", R1)]
-    assert failed_mark(deploy, R2) == f"unverified, then {HEALTH.reason}\n"
-    assert s.records == []  # the caller records the failed operation
+    reason = "health check failed: GET / answered 500 $(touch pwned)"
+    res = run_script(mark.body, cwd=deploy, env={"WSGISHIP_REASON": reason})
+    assert res.returncode == 0, res.stderr
+    assert failed_mark(deploy, R2) == why + reason + "\n" and not is_pending(deploy, R2)
+    assert not (deploy / "pwned").exists()
+    pending(deploy, R3)
+    assert run_script(publish.publish_job(s, R3, R2, mark=True).ok[0].body).returncode == 0
+    assert not is_pending(deploy, R3) and failed_mark(deploy, R3) is None
+
+
+def test_a_job_run_as_root_runs_the_login_users_steps_as_it(jsession) -> None:
+    # a sudo password: the job runs as root, nothing could answer sudo later
+    s = jsession(password="secret")
+    assert s.remote.jobs_as_root and s.remote.as_login == "runuser -u deploy --"
+    job = publish.publish_job(s, R2, R1, mark=True)
+    plain = [job.forward[0], job.forward[4], job.ok[0]]   # switch, health, mark ok
+    assert all(x.body.startswith("exec runuser -u deploy -- bash -c ") for x in plain)
+    assert all(x.body.startswith("SUDO=''\n") for x in job.forward[1:4])
+    assert "AS_APP='runuser -u wsgiship-hello --'" in job.forward[2].body
+
+
+def test_health_host_is_the_first_plain_server_name(make_app: Callable[..., App]) -> None:
+    assert publish.health_host(make_app(server_name="shop.example.com www.example.com")) == (
+        "shop.example.com")
+    for name in ("_", "*.example.com"):
+        assert publish.health_host(make_app(server_name=name)) == "localhost"
+

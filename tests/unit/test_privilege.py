@@ -28,7 +28,6 @@ def deploy_scripts(p: Paths, as_other: bool) -> dict[str, Callable[[], str]]:
         "reload_uwsgi": lambda: services.reload_uwsgi(p, NAME, "older", 2),
         "reload_uwsgi_first": lambda: services.reload_uwsgi(p, NAME, "", 2),
         "reload_nginx": lambda: nginx.reload_nginx(p),
-        "reload_nginx_forced": lambda: nginx.reload_nginx(p, force=True),
         "checks": lambda: (checks.nginx_check(p, NAME) + checks.unit_check(p, NAME, "web1")
                            + nginx.site_check(p, NAME, "web1")),
         "error_log_tail": lambda: services.error_log_tail(p),

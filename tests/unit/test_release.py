@@ -84,7 +84,9 @@ def test_prepare_quotes_holder_and_python() -> None:
 
 def test_unlock_quotes_the_token() -> None:
     text = release.unlock(Paths("/srv/app", "app"), HOSTILE)
-    assert shlex.split(body_lines(text)[0])[:5] == ["if", "grep", "-qF", HOSTILE, "/srv/app/.lock/holder"]
+    assert body_lines(text)[0] == release.ALIVE
+    assert shlex.split(body_lines(text)[1]) == ["L=/srv/app/.lock"]
+    assert shlex.split(body_lines(text)[2])[:5] == ["if", "grep", "-qF", HOSTILE, "$L/holder"]
 
 
 def test_layout_quotes_owner() -> None:

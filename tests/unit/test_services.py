@@ -289,13 +289,12 @@ def reload_env(fakebin: Path, login: str, **extra: str) -> dict[str, str]:
 
 def reload_script(deploy: Path, manager: str, login: str, release: str, previous: str,
                   processes: int = 2, as_web: bool = False, wait: int = 5,
-                  unit_changed: str = "", kill_previous: bool = False) -> str:
+                  kill_previous: bool = False) -> str:
     """reload_uwsgi as the flow sends it: $SUDO and $AS_APP for `login`; the app runs as the
-    login user, or (as_web) as `web`."""
+    login user, or (as_web) as `web`. (A job's install step that installed the service config
+    hands WSGISHIP_UNIT=installed to it: see reload_env.)"""
     body = services.reload_uwsgi(svc_paths(deploy, manager), release, previous, processes,
                                  wait=wait, kill_previous=kill_previous)
-    if unit_changed:
-        body = f"UNIT_CHANGED={unit_changed}\n" + body
     return priv(as_app(body, AS_WEB[login] if as_web else ""), LOGINS[login][0])
 
 
@@ -344,8 +343,9 @@ def test_reload_uwsgi_restarts_a_running_service_whose_unit_changed(
     add_release(deploy, rel(1))
     r2 = add_release(deploy, rel(2))  # same venv, same ini, a fifo: a chain reload but for
     pid = master(r2, 2)               # the changed unit
-    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1), unit_changed="1"),
-             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid)))
+    res = sh(reload_script(deploy, manager, "deploy", rel(2), rel(1)),
+             env=reload_env(fakebin, "deploy", ACTIVE="1", MAINPID=str(pid),
+                            WSGISHIP_UNIT="installed"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=restarted\nworkers=2\n"
     m = MANAGER_CALLS[manager]
@@ -363,8 +363,8 @@ def test_reload_uwsgi_starts_a_stopped_service_even_when_its_unit_changed(
         deploy: Path, fakebin: Path, master, sh, manager: str) -> None:
     r = add_release(deploy, rel(1))
     pid = master(r, 2)
-    res = sh(reload_script(deploy, manager, "root", rel(1), "", unit_changed="1"),
-             env=reload_env(fakebin, "root", MAINPID=str(pid)))
+    res = sh(reload_script(deploy, manager, "root", rel(1), ""),
+             env=reload_env(fakebin, "root", MAINPID=str(pid), WSGISHIP_UNIT="installed"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=started\nworkers=2\n"
     assert "systemctl restart wsgiship-app" not in calls(fakebin)
@@ -396,8 +396,7 @@ def chain_releases(deploy: Path) -> Path:
 def test_reload_uwsgi_chain_reloads_through_the_fifo_as_the_app_user(
         deploy: Path, fakebin: Path, master, sh, fifo_reader, manager: str, login: str) -> None:
     pid = master(chain_releases(deploy), 2)
-    res = sh(reload_script(deploy, manager, login, rel(2), rel(1), as_web=True,
-                           unit_changed="0"),
+    res = sh(reload_script(deploy, manager, login, rel(2), rel(1), as_web=True),
              env=reload_env(fakebin, login, ACTIVE="1", MAINPID=str(pid), WORKERS_USER="web"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == "uwsgi=chain\nworkers=2\n"

@@ -61,12 +61,15 @@ def run(steps, facts):
         emit(step=name, state="start")
         began = time.monotonic()
         env = dict(os.environ, **{f"WSGISHIP_{k.upper()}": v for k, v in facts.items()})
+        proc = subprocess.Popen(["bash", "-c", step["body"]], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", start_new_session=True)
         try:
-            res = subprocess.run(["bash", "-c", step["body"]], env=env, stdin=subprocess.DEVNULL,
-                                 capture_output=True, text=True, errors="replace",
-                                 timeout=step["timeout"])
-            code, out, err = res.returncode, res.stdout, res.stderr
+            out, err = proc.communicate(timeout=step["timeout"])
+            code = proc.returncode
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # the step and whatever it started
+            proc.communicate()
             code, out, err = 124, "", f"timed out after {step['timeout']}s"
         found = dict(line.split("=", 1) for line in out.splitlines()
                      if "=" in line and line.split("=", 1)[0].isidentifier())
@@ -175,7 +178,8 @@ def launch(p: Paths, job_id: str, spec_json: str, token: str, as_login: str = ""
         f'{as_login} mkdir -p "$J"',
         # the last 20 jobs' spec and log are kept for inspection
         'ls -1t "$J" | tail -n +41 | while read -r f; do rm -f "$J/$f"; done',
-        f'{as_login} touch "$J/$ID.log"',
+        # the files the client's side writes too are the login user's, whoever runs the job
+        f'{as_login} touch "$J/$ID.log" "$L/.end"',
         f'printf "%s" {q(spec_json)} > "$J/$ID.json"',
         "cd /",
         f'setsid python3 -c {q(RUNNER)} "$J/$ID.json" < /dev/null >> "$J/$ID.log" 2>&1 &',

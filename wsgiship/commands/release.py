@@ -17,15 +17,17 @@ LOCKED = 41
 NO_PYTHON = 42
 DISK_FULL = 43
 
-# `ALIVE "PID START"`: that process still runs (the start time tells a reused pid apart)
-ALIVE = ("alive() { [ -n \"$1\" ] && [ \"$(cut -d' ' -f22 \"/proc/${1% *}/stat\" 2>/dev/null)\""
-         " = \"${1#* }\" ]; }; alive")
+# A shell function for a script's first lines: `alive "PID START"` is true while that process
+# runs (the start time tells a reused pid apart; a zombie is not alive)
+ALIVE = ("alive() { local s; s=$(cut -d' ' -f3,22 \"/proc/${1% *}/stat\" 2>/dev/null) || return 1;"
+         " [ -n \"$1\" ] && [ \"${s#* }\" = \"${1#* }\" ] && [ \"${s% *}\" != Z ]; }")
 
 
 def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
     """Check the layout, take the lock, and report facts (python version, current release)."""
     lock_json = json.dumps(holder, sort_keys=True)
     return script([
+        ALIVE,
         f"D={q(p.deploy_to)}",
         f'if [ ! -d "$D/releases" ] || [ ! -w "$D/releases" ]; then exit {NEEDS_LAYOUT}; fi',
         f"command -v {q(python)} >/dev/null || exit {NO_PYTHON}",
@@ -41,10 +43,11 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         '  k=$(head -n1 "$L/holder" 2>/dev/null | grep -o "\\"keeper\\": \\"[0-9]\\+ [0-9]\\+\\""'
         ' | grep -o "[0-9]\\+ [0-9]\\+" || true)',
         # ... unless its publish job still runs on the server: that one ends on its own
-        f'  if [ -n "$k" ] && ! {ALIVE} "$k" && ! {ALIVE} "$(cat "$L/job" 2>/dev/null)";'
+        '  if [ -n "$k" ] && ! alive "$k" && ! alive "$(cat "$L/job" 2>/dev/null)";'
         ' then echo "took_over=$(head -n1 "$L/holder" | base64 -w0)"; rm -rf "$L"; fi',
         f'  if ! mkdir "$L" 2>/dev/null; then rm -f "$H"; cat "$L/holder" 2>/dev/null || true;'
-        f' if {ALIVE} "$(cat "$L/job" 2>/dev/null)"; then echo job=running; fi; exit {LOCKED}; fi',
+        ' if alive "$(cat "$L/job" 2>/dev/null)"; then echo job=running; fi;'
+        f' exit {LOCKED}; fi',
         "fi",
         'mv "$H" "$L/holder"',
         f"echo \"python=$({q(python)} -c 'import sys; print(sys.version.split()[0])')\"",
@@ -79,7 +82,8 @@ def keeper(p: Paths, token: str) -> str:
         'exec 9>> "$L/.end" 2>/dev/null || exit 0',
         "flock 9",
         f'grep -qF {q(token)} "$L/holder" 2>/dev/null || exit 0',
-        f'if {ALIVE} "$(cat "$L/job" 2>/dev/null)"; then : > "$L/client-gone"; else rm -rf "$L"; fi',
+        ALIVE,
+        'if alive "$(cat "$L/job" 2>/dev/null)"; then : > "$L/client-gone"; else rm -rf "$L"; fi',
     ])
 
 
@@ -88,9 +92,10 @@ def unlock(p: Paths, token: str) -> str:
     publish job still runs under it: the job removes it when done (the keeper tells it the
     client is gone)."""
     return script([
+        ALIVE,
         f"L={q(p.lock)}",
         f'if grep -qF {q(token)} "$L/holder" 2>/dev/null'
-        f' && ! {ALIVE} "$(cat "$L/job" 2>/dev/null)"; then rm -rf "$L"; fi',
+        ' && ! alive "$(cat "$L/job" 2>/dev/null)"; then rm -rf "$L"; fi',
     ])
 
 
@@ -99,7 +104,8 @@ def force_unlock(p: Paths) -> str:
     runs under it (exit LOCKED, printing the job's pid)."""
     return script([
         f"L={q(p.lock)}",
-        f'j=$(cat "$L/job" 2>/dev/null || true); if {ALIVE} "$j"; then echo "${{j% *}}"; exit {LOCKED}; fi',
+        ALIVE,
+        f'j=$(cat "$L/job" 2>/dev/null || true); if alive "$j"; then echo "${{j% *}}"; exit {LOCKED}; fi',
         'if [ -d "$L" ]; then echo removed; cat "$L/holder" 2>/dev/null || true; rm -rf "$L"; fi',
     ])
 

@@ -152,7 +152,7 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
                 facts = {**event.get("facts", {}), "release": shown}
                 ends.pop(name)(detail_of(name, facts, s), took=event.get("took"))
             elif event.get("state") == "failed":
-                failure = event
+                failure = failure or event  # the forward failure, not one on the way back
                 end = ends.pop(name, None) or s.out.begin(name)
                 end("", failed=True, took=event.get("took"))
             elif "pause" in event:
@@ -187,7 +187,7 @@ def outcome(remote: Remote, event: dict, failure: dict) -> Outcome:
         error = remote.failure(Result(int(failure.get("code", 1)), "", output),
                                failure.get("what", ""))
     if event.get("back_reason"):
-        error.reason += f"; going back failed too: {event['back_reason']}"
+        error.message = f"{error.message}; going back failed too: {event['back_reason']}"
     return Outcome(result, error.reason, error)
 
 

@@ -11,6 +11,7 @@ after that step until its client is gone.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 
@@ -65,6 +66,21 @@ def settled(p: Project, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def killed_under_load(p: Project, point: str, op: str) -> tuple[str, str]:
+    """`fab OP` killed at `point` under load, the server left to finish: its output and the
+    release now current, after asserting no failed request, no lock and an ok release."""
+    with Load(p.http_port, connections=4, max_seconds=120, max_requests=300_000) as load:
+        time.sleep(0.5)
+        out = killed_at(p, point, op)
+        settled(p)
+        time.sleep(0.5)
+    assert not load.result.failed, [(s.status, s.body) for s in load.result.failed[:5]]
+    assert not p.lock_exists()
+    current, rows = p.current(), statuses(p)
+    assert rows[current] == "ok", (out, rows)
+    return out, current
+
+
 def next_ops_work(p: Project) -> None:
     """The next deploy succeeds with no `fab unlock`, and a rollback goes to an ok release."""
     p.set_text("next")
@@ -80,18 +96,10 @@ def test_a_deploy_killed_at_a_stage_boundary_leaves_nothing_for_a_person(app: Pr
                                                                         point: str) -> None:
     p, before, serving = app, app.current(), app.get("/")[1]
     p.set_text(f"deploy {point}")
-    with Load(p.http_port, connections=4, max_seconds=120, max_requests=300_000) as load:
-        time.sleep(0.5)
-        out = killed_at(p, point, "deploy")
-        settled(p)
-        time.sleep(0.5)
-    assert not load.result.failed, [(s.status, s.body) for s in load.result.failed[:5]]
-    assert not p.lock_exists()
-    current, rows = p.current(), statuses(p)
-    assert rows[current] == "ok", (out, rows)
+    out, current = killed_under_load(p, point, "deploy")
     # before the publish job started nothing moved; once it started, the server finished it
     published = point.startswith("job:") or point == "before:finishing"
-    assert (current != before) == published, (out, rows)
+    assert (current != before) == published, out
     assert p.get("/")[:2] == (200, f"deploy {point}" if published else serving)
     next_ops_work(p)
 
@@ -103,16 +111,8 @@ def test_a_rollback_killed_at_a_stage_boundary_leaves_nothing_for_a_person(app: 
     p.set_text(f"rollback {point}")
     p.must(p.deploy())
     before = p.current()
-    with Load(p.http_port, connections=4, max_seconds=120, max_requests=300_000) as load:
-        time.sleep(0.5)
-        out = killed_at(p, point, "rollback")
-        settled(p)
-        time.sleep(0.5)
-    assert not load.result.failed, [(s.status, s.body) for s in load.result.failed[:5]]
-    assert not p.lock_exists()
-    current, rows = p.current(), statuses(p)
-    assert rows[current] == "ok", (out, rows)
-    assert (current != before) == (point != "before:publishing"), (out, rows)
+    out, current = killed_under_load(p, point, "rollback")
+    assert (current != before) == (point != "before:publishing"), out
     next_ops_work(p)
 
 
@@ -124,3 +124,22 @@ def test_a_killed_clients_publish_is_logged_by_the_server(app: Project) -> None:
     last = p.remote(f"tail -n1 {p.deploy_to}/deploys.log")
     assert '"finished_by": "server (its client was gone)"' in last, last
     assert '"result": "ok"' in last and p.current() in last, last
+
+
+def test_ctrl_c_during_the_publish_says_the_server_finishes_it(app: Project) -> None:
+    p = app
+    p.set_text("after ctrl-c")
+    env = {**os.environ, "WSGISHIP_HOSTS": str(p.hosts_file), "WSGISHIP_TEST_PAUSE": "job:uwsgi"}
+    proc = subprocess.Popen([FAB, "deploy", "-H", "t"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        if "test pause" in line:
+            proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) != 0
+    out = "".join(lines)
+    assert "interrupted while the server publishes" in out and "Traceback" not in out, out
+    settled(p)
+    assert p.get("/")[:2] == (200, "after ctrl-c")
+    assert statuses(p)[p.current()] == "ok"

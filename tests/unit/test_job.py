@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fakes import paths, run_script
+from procs import dead_ident, ident
 
 from wsgiship.commands import job as jobs
 
@@ -23,20 +24,6 @@ R1 = "20250101T000001Z-0000001"
 RECORD = {result: {"action": "deploy", "release": "r2", "result": "failed" if result != "ok"
                    else "ok"} for result in ("ok", "failed", "back", "back_failed")}
 RECORD["back"] = {**RECORD["back"], "rolled_back_to": R1}
-
-
-def ident(pid: int) -> str:
-    """A process as the lock names it: "PID START" (its start time, /proc/PID/stat field 22)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return f"{pid} {text[text.rfind(')') + 2:].split()[19]}"
-
-
-def dead_ident() -> str:
-    proc = subprocess.Popen(["sleep", "60"])
-    who = ident(proc.pid)
-    proc.kill()
-    proc.wait()
-    return who
 
 
 ALIVE = "alive"   # the keeper: this process

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from procs import dead_ident, ident, start_time
 
 from wsgiship import shell
 from wsgiship.commands import release
@@ -26,26 +27,8 @@ def paths(root: Path) -> Paths:
     return Paths(str(root), "app")
 
 
-def start_time(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().split()[21]
-
-
 def take(root: Path, sh, holder: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return sh(release.prepare(paths(root), sys.executable, holder))
-
-
-def ident(pid: int) -> str:
-    """A process as the lock names it: "PID START"."""
-    return f"{pid} {start_time(pid)}"
-
-
-def dead_ident() -> str:
-    """The "PID START" of a process that has exited."""
-    proc = subprocess.Popen(["sleep", "60"])
-    who = ident(proc.pid)
-    proc.kill()
-    proc.wait()
-    return who
 
 
 def held(root: Path, holder: dict[str, str], job: str = "") -> Path:

@@ -47,6 +47,20 @@ class Paths:
         return f"{self.deploy_to}/current"
 
     @property
+    def uv(self) -> str:
+        """uv, installed by `fab setup` in its own venv (root's: the deploy user only runs it)."""
+        return f"{self.deploy_to}/.tools/uv/bin/uv"
+
+    @property
+    def uv_cache(self) -> str:
+        """uv's cache: on the venvs' filesystem, so installs are hard links."""
+        return f"{self.deploy_to}/.cache/uv"
+
+    @property
+    def wheelhouse(self) -> str:
+        return f"{self.deploy_to}/wheelhouse"
+
+    @property
     def lock(self) -> str:
         return f"{self.deploy_to}/.lock"
 

@@ -36,6 +36,15 @@ from .session import Session, locked, pause_point
 STAGES = ("updating", "validating", "publishing", "finishing")
 
 
+def venv_line(facts: dict[str, str], key: str, installer: str, origin: str) -> str:
+    """What the venv step says: built or reused, by which installer, from which file."""
+    how = facts.get("venv", "?")
+    what = f"{facts.get('packages', '?')} packages from {origin or 'no requirements file'}"
+    if how == "reused":
+        return f"reused venvs/{key} (cached: {what})"
+    return f"{how} venvs/{key} with {installer}: {what}"
+
+
 def release_name(short_rev: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + short_rev
 
@@ -54,7 +63,7 @@ class Deploy:
 
     def run(self) -> str:
         """Deploy and return the release name; raise WsgishipError on failure."""
-        self.source = collect(self.app.source)
+        self.source = collect(self.app.source, self.app.uwsgi_package)
         if self.source.dirty:
             self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping HEAD "
                           f"{self.source.short_rev}")
@@ -79,7 +88,12 @@ class Deploy:
 
     def updating(self) -> None:
         p, app, src, remote = self.s.paths, self.app, self.source, self.remote
-        key = venv.venv_key(src.requirements, app.python, self.s.facts.get("python", ""))
+        installer = venv.installer_for(app.installer, self.s.facts.get("uv") == "1")
+        if installer == "uv" and self.s.facts.get("uv") != "1":
+            raise remote.error(f"app.installer is uv but uv is not on {remote.label}: run "
+                               f"fab setup -H {remote.label} (it installs uv), or set installer: auto")
+        key = venv.venv_key(src.requirements, app.python, self.s.facts.get("python", ""),
+                            installer, app.wheelhouse)
         configs = render(app, self.release, self.s.app_user, src.revision)
         extra = {**configs, "REVISION": src.revision + "\n",
                  f"{CONFIG_DIR}/requirements.txt": src.requirements}
@@ -95,9 +109,9 @@ class Deploy:
                        priv=True, what=f"the app's user {self.s.app_user} and its dirs")
             st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"
         with self.out.step("venv") as st:
-            res = remote.run(venv.ensure(p, self.release, key, app.python),
-                             what="pip install (venv " + key + ")")
-            st.detail = f"{res.facts().get('venv', '?')} venvs/{key}"
+            res = remote.run(venv.ensure(p, self.release, key, app.python, installer),
+                             what=f"{installer} install (venv {key})")
+            st.detail = venv_line(res.facts(), key, installer, src.requirements_from)
 
     def validating(self) -> None:
         p = self.s.paths

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from .. import wheelhouse
 from ..commands import checks, nginx, services, venv
 from ..commands import release as rel
 from ..config import App
@@ -29,6 +30,7 @@ from ..output import Reporter
 from ..remote import Remote
 from ..render import render
 from ..source import Source, collect, tarball
+from ..wheelhouse import Platform
 from .hooks import POINTS, run_hooks
 from .publish import Detached, Outcome, publish_job, recovering, run_job
 from .session import Session, locked, pause_point
@@ -97,6 +99,7 @@ class Deploy:
         configs = render(app, self.release, self.s.app_user, src.revision)
         extra = {**configs, "REVISION": src.revision + "\n",
                  f"{CONFIG_DIR}/requirements.txt": src.requirements}
+        find_links = self.wheels(key) if app.wheelhouse else ""
         with self.out.step("upload") as st:
             data = tarball(src, extra)
             upload = p.upload(self.release)
@@ -109,9 +112,27 @@ class Deploy:
                        priv=True, what=f"the app's user {self.s.app_user} and its dirs")
             st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"
         with self.out.step("venv") as st:
-            res = remote.run(venv.ensure(p, self.release, key, app.python, installer),
+            res = remote.run(venv.ensure(p, self.release, key, app.python, installer, find_links),
                              what=f"{installer} install (venv {key})")
             st.detail = venv_line(res.facts(), key, installer, src.requirements_from)
+
+    def wheels(self, key: str) -> str:
+        """The venv's wheels on the server (wheelhouse/<key>): built here for the server's
+        platform and uploaded, unless the venv or its wheels are there already."""
+        p, remote = self.s.paths, self.remote
+        with self.out.step("wheelhouse") as st:
+            if "wheelhouse=present" in remote.run(venv.wheelhouse_present(p, key),
+                                                  what="wheelhouse check").stdout:
+                st.detail = f"on the server (wheelhouse/{key})"
+            else:
+                platform = Platform.from_facts(self.s.facts, remote.label)
+                data, count = wheelhouse.build(self.source.requirements, platform, remote.label)
+                upload = f"{p.deploy_to}/.wheels-{key}.tar.gz"
+                remote.put(data, upload, what="wheelhouse upload")
+                remote.run(venv.unpack_wheelhouse(p, key, upload), what="unpack the wheelhouse")
+                st.detail = (f"{count} wheels for {platform.describe()}, "
+                             f"{len(data) // 1024 + 1} KiB uploaded")
+        return f"{p.wheelhouse}/{key}"
 
     def validating(self) -> None:
         p = self.s.paths

@@ -81,7 +81,7 @@ class Setup:
                         changed += 1
                         st.detail = "changed: " + facts["changed"]
                     else:
-                        st.detail = facts.get("os", "ok (already done)")
+                        st.detail = facts.get("note") or facts.get("os", "ok (already done)")
         finally:
             self.remote.close()
         return changed

@@ -34,7 +34,7 @@ def _build(p: Paths, python: str, installer: str, find_links: str) -> str:
     req = f'-r "$R/{CONFIG_DIR}/requirements.txt"'
     if installer == "uv":
         uv = q(p.uv)
-        return (f'{uv} venv --quiet --seed --python "$(command -v {q(python)})" "$V" && '
+        return (f'{uv} venv --quiet --python "$(command -v {q(python)})" "$V" && '
                 f'{uv} pip install --python "$V/bin/python"{index} {req}')
     return (f'{q(python)} -m venv "$V" && "$V/bin/pip" install --disable-pip-version-check'
             f" --no-input --use-pep517{index} {req}")
@@ -57,9 +57,10 @@ def ensure(p: Paths, release: str, key: str, python: str, installer: str = "pip"
     return script([
         f'V={q(v)}; R={q(r)}; LOG={q(log)}; B="$V.builder"',
         # uv: its cache beside the venvs (hard links), never a Python of its own, the server's
-        # own trust store (as pip and curl there)
+        # own trust store (as pip and curl there); bytecode compiled as pip does (the app cannot
+        # write its .pyc files into the venv: without them every worker would compile its imports)
         f"export V R B UV_CACHE_DIR={q(p.uv_cache)} UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1"
-        " UV_SYSTEM_CERTS=1",
+        " UV_SYSTEM_CERTS=1 UV_COMPILE_BYTECODE=1",
         # kill only the processes of that session that are this venv's builder: the session id
         # may have been reused by another session since
         'if [ -f "$B" ]; then for pid in $(pgrep -s "$(cat "$B")" 2>/dev/null || true); do',

@@ -114,7 +114,7 @@ def main() -> None:
         for _ in range(args.runs):
             took, out, app_dir, env = b.cold()
             colds.append(took)
-            uv = f"/srv/{app_dir.name}/.tools/uv/bin/uv"
+            uv = "/opt/wsgiship/uv/bin/uv"
             floors.append(b.floor(uv))
         venv = re.search(r"venv\s+([\d.]+)s\s+(.*)", out)
         print(f"cold floor (uv venv + uv pip install + uWSGI up, {args.runs} runs): "

@@ -11,6 +11,8 @@ from fakes import paths
 
 from wsgiship.commands import release
 
+pytestmark = pytest.mark.usefixtures("tools_here")
+
 
 def facts(deploy: Path, sh) -> dict[str, str]:
     res = sh(release.prepare(paths(deploy), sys.executable, {"token": "t"}))

@@ -59,7 +59,7 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         f"echo \"current=$(readlink {q(p.current)} || true)\"",
         "echo \"user=$(id -un)\"",
         # the fast installer, when fab setup put it there
-        f"if [ -x {q(p.uv)} ]; then echo uv=1; fi",
+        f"if [ -f {q(p.uv)} ] && [ -x {q(p.uv)} ]; then echo uv=1; fi",
         # releases a dead client left pending: the caller resolves them under this lock
         f'echo "pending=$(cd {q(p.releases)} && for r in *; do [ ! -e "$r/PENDING" ]'
         ' || [ -e "$r/FAILED" ] || printf "%s " "$r"; done)"',

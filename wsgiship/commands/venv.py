@@ -71,23 +71,25 @@ def ensure(p: Paths, release: str, key: str, python: str, installer: str = "pip"
         f'  if ! WSGISHIP_VENV_BUILD="$V" setsid -w bash -c {q(build)} > "$LOG" 2>&1; then',
         '    tail -n 30 "$LOG" >&2',
         # pip's log is on the same disk: an empty one usually means a full disk
-        '    [ -s "$LOG" ] || echo "pip left no log: No space left on device?'
+        '    [ -s "$LOG" ] || echo "the installer left no log: No space left on device?'
         ' $(df -Pm "$R" | awk \'NR==2 {print $4}\') MB free" >&2',
         '    rm -rf "$V" "$B"; exit 1',
         "  fi",
         '  touch "$V/.complete"; rm -f "$B"; echo venv=created',
         "fi",
-        'echo "packages=$(ls -d "$V"/lib/python*/site-packages/*.dist-info 2>/dev/null | wc -l)"',
+        # the app's packages: pip's own (in a venv pip made) do not count
+        'echo "packages=$(ls -d "$V"/lib/python*/site-packages/*.dist-info 2>/dev/null'
+        ' | grep -cvE "/(pip|setuptools|wheel)-[^/]*\\.dist-info$" || true)"',
         f'ln -sfn {q("../../venvs/" + key)} "$R/.venv"',
     ])
 
 
 def install_uv(p: Paths) -> str:
-    """`fab setup`: uv in its own venv under <deploy_to>/.tools, root's (run as root); prints
-    changed=... when it installed it."""
-    tools, venv = f"{p.deploy_to}/.tools", f"{p.deploy_to}/.tools/uv"
+    """`fab setup`: uv in its own venv under /opt/wsgiship, root's (run as root); prints
+    changed=... when it installed it, note=... when it could not (no index reachable)."""
+    tools, venv = p.tools, f"{p.tools}/uv"
     return script([
-        # root writes here: a link or a directory of someone else's is replaced, never followed
+        # root writes and runs here: a link or a directory of someone else's is replaced
         f"T={q(tools)}",
         'if [ -L "$T" ] || { [ -e "$T" ] && [ "$(stat -c %U "$T")" != root ]; }; then rm -rf "$T"; fi',
         f'if [ "$({q(p.uv)} --version 2>/dev/null)" != {q("uv " + UV_VERSION)} ]; then',
@@ -97,7 +99,7 @@ def install_uv(p: Paths) -> str:
         # no index reachable (a server behind a wheelhouse): deploys use pip, setup goes on
         f"  if ! out=$({q(venv)}/bin/pip install -q --disable-pip-version-check"
         f" --retries 1 --only-binary=:all: {q('uv==' + UV_VERSION)} 2>&1); then rm -rf {q(venv)};"
-        '    echo "note=uv not installed, deploys use pip: $(printf "%s\n" "$out"'
+        '    echo "note=uv not installed, deploys use pip: $(printf "%s\\n" "$out"'
         ' | grep -v "^WARNING" | tail -n1)"; exit 0; fi',
         f'  echo "changed=uv {UV_VERSION}"',
         "fi",

@@ -49,6 +49,14 @@ def test_a_first_deploy_with_uv_and_the_uwsgi_wheel_needs_no_compiler(
     setup = p.must(p.fab("setup", "-H", "t"))
     assert re.search(r"uv\s+[\d.]+s\s+(changed: uv|ok)", setup), setup
     assert "build-essential" not in setup
+    # root's uv: neither the deploy user nor the app may change what every deploy runs
+    assert host.run("stat -c '%U %a' /opt/wsgiship /opt/wsgiship/uv/bin/uv").stdout.split() == [
+        "root", "755", "root", "755"]
+    for user in ("deploy", f"wsgiship-{p.name}"):
+        for attempt in ("echo x >> /opt/wsgiship/uv/bin/uv", "mv /opt/wsgiship/uv /tmp/uv-moved",
+                        "touch /opt/wsgiship/planted"):
+            tried = host.run(f"runuser -u {user} -- sh -c '{attempt}'", check=False)
+            assert tried.returncode != 0, (user, attempt)
     out = p.must(p.deploy())
     assert re.search(r"venv\s+[\d.]+s\s+created venvs/\w+ with uv: \d+ packages from "
                      r"requirements.txt", out), out

@@ -56,6 +56,7 @@ test: system-deps venv lint
 
 bench: system-deps venv
 	$(PY) bench/run.py
+	$(PY) bench/cold.py
 
 clean: stop
 	rm -rf .testhost

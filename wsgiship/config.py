@@ -58,6 +58,18 @@ class App:
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
     service_manager: str = "systemd"
     remove_default_site: bool = False
+    # uWSGI from a manylinux wheel (pyuwsgi, no compiler) or compiled from its sdist (uwsgi)
+    uwsgi_package: str = "pyuwsgi"
+    # fab setup installs a compiler (build-essential python3-dev): for sdist-only C extensions
+    build: bool = False
+    # uv when setup installed it (auto), or always one of them
+    installer: str = "auto"
+    # wheels resolved on this machine for the server's platform, installed with --no-index
+    wheelhouse: bool = False
+
+    @property
+    def needs_compiler(self) -> bool:
+        return self.build or self.uwsgi_package == "uwsgi"
 
     @property
     def wsgi_module(self) -> str:

@@ -22,6 +22,9 @@ CONFIG_DIR = ".wsgiship"  # inside each release: the rendered configs travel wit
 NGINX_SITES = "/etc/nginx"
 
 
+TOOLS = "/opt/wsgiship"
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where things live on the server for one app."""
@@ -45,6 +48,26 @@ class Paths:
     @property
     def current(self) -> str:
         return f"{self.deploy_to}/current"
+
+    @property
+    def tools(self) -> str:
+        """Root's tools for deploys, shared by the apps of a server: outside <deploy_to>, whose
+        entries the deploy user may rename (root must never run or write anything there)."""
+        return TOOLS
+
+    @property
+    def uv(self) -> str:
+        """uv, installed by `fab setup` in its own venv (root's: the deploy user only runs it)."""
+        return f"{TOOLS}/uv/bin/uv"
+
+    @property
+    def uv_cache(self) -> str:
+        """uv's cache: on the venvs' filesystem, so installs are hard links."""
+        return f"{self.deploy_to}/.cache/uv"
+
+    @property
+    def wheelhouse(self) -> str:
+        return f"{self.deploy_to}/wheelhouse"
 
     @property
     def lock(self) -> str:

@@ -229,6 +229,10 @@ APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "hooks": _hooks,
     "remove_default_site": _bool,
     "service_manager": _one_of(managers.names()),
+    "uwsgi_package": _one_of(("pyuwsgi", "uwsgi")),
+    "build": _bool,
+    "installer": _one_of(("auto", "uv", "pip")),
+    "wheelhouse": _bool,
 }
 HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
     "path": _match(re.compile(r"^/\S*$"), "a URL path starting with /"),

@@ -18,8 +18,10 @@ from .errors import ConfigError
 EXCLUDED_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "env", ".tox", ".nox",
                  ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules", ".idea"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-# Pinned when the app does not pin uWSGI itself: the version measured with these templates.
-UWSGI_REQUIREMENT = "uwsgi==2.0.31"
+# Pinned when the app does not pin uWSGI itself: the versions measured with these templates.
+# pyuwsgi is the same uWSGI as manylinux wheels (no compiler on the server); uwsgi its sdist.
+UWSGI_PACKAGES = {"pyuwsgi": "pyuwsgi==2.0.30.post1", "uwsgi": "uwsgi==2.0.31"}
+UWSGI_REQUIREMENT = UWSGI_PACKAGES["pyuwsgi"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Source:
     short_rev: str
     dirty: bool                  # git work tree with uncommitted changes (not shipped)
     requirements: str            # what pip installs into the venv (text of a requirements file)
+    requirements_from: str = ""  # requirements.txt, pyproject.toml, or "" (uWSGI alone)
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -79,11 +82,18 @@ def _content_hash(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def requirements_of(files: dict[str, bytes], where: Path) -> str:
-    """requirements.txt, else pyproject.toml's [project] dependencies; plus uWSGI if unpinned."""
-    if "requirements.txt" in files:
+def requirements_from(files: dict[str, bytes]) -> str:
+    """Where the venv's requirements come from: requirements.txt, else pyproject.toml."""
+    return next((name for name in ("requirements.txt", "pyproject.toml") if name in files), "")
+
+
+def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "pyuwsgi") -> str:
+    """requirements.txt, else pyproject.toml's [project] dependencies; plus uWSGI (from
+    `uwsgi_package`) unless the app names uwsgi or pyuwsgi itself."""
+    origin = requirements_from(files)
+    if origin == "requirements.txt":
         text = files["requirements.txt"].decode("utf-8", "replace")
-    elif "pyproject.toml" in files:
+    elif origin == "pyproject.toml":
         try:
             project = tomllib.loads(files["pyproject.toml"].decode()).get("project", {})
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -93,12 +103,13 @@ def requirements_of(files: dict[str, bytes], where: Path) -> str:
         text = ""
     names = [re.split(r"[\s<>=!~;\[@(]", line.split("#")[0].strip(), maxsplit=1)[0]
              for line in text.splitlines()]
-    if not any(n.lower().replace("_", "-") == "uwsgi" for n in names):
-        text = text.rstrip("\n") + ("\n" if text.strip() else "") + UWSGI_REQUIREMENT + "\n"
+    if not any(n.lower().replace("_", "-") in ("uwsgi", "pyuwsgi") for n in names):
+        text = (text.rstrip("\n") + ("\n" if text.strip() else "")
+                + UWSGI_PACKAGES[uwsgi_package] + "\n")
     return text
 
 
-def collect(root: Path) -> Source:
+def collect(root: Path, uwsgi_package: str = "pyuwsgi") -> Source:
     """Read the app at `root`: git HEAD when root is a git work tree's top, else the directory."""
     if not root.is_dir():
         raise ConfigError(f"app.source: directory {root} not found")
@@ -111,7 +122,8 @@ def collect(root: Path) -> Source:
         short = revision[7:14]
     if not files:
         raise ConfigError(f"app.source: {root} holds no files to ship")
-    return Source(files, modes, revision, short, dirty, requirements_of(files, root))
+    return Source(files, modes, revision, short, dirty,
+                  requirements_of(files, root, uwsgi_package), requirements_from(files))
 
 
 def tarball(source: Source, extra: dict[str, str]) -> bytes:

@@ -82,3 +82,13 @@ def fakebin(tmp_path: Path) -> Path:
     add_fakes(bin_, fake_scripts(*(which(c) for c in ("ln", "readlink", "stat", "id"))))
     (bin_ / "python3").symlink_to(sys.executable)
     return bin_
+
+
+@pytest.fixture
+def tools_here(monkeypatch: pytest.MonkeyPatch, deploy: Path) -> Path:
+    """Root's tools (layout.TOOLS, /opt/wsgiship on a server) at <deploy>/.tools for a test."""
+    from wsgiship import layout
+
+    tools = deploy / ".tools"
+    monkeypatch.setattr(layout, "TOOLS", str(tools))
+    return tools

@@ -52,6 +52,9 @@ def test_paths_for_app(make_app) -> None:
     (lambda p: p.config(NAME, "uwsgi.ini"), f"/srv/shop/releases/{NAME}/.wsgiship/uwsgi.ini"),
     (lambda p: p.config("current", "nginx.conf"), "/srv/shop/current/.wsgiship/nginx.conf"),
     (lambda p: p.upload(NAME), f"/srv/shop/.upload-{NAME}.tar.gz"),
+    (lambda p: p.uv, "/opt/wsgiship/uv/bin/uv"),  # root's, by fab setup, outside deploy_to
+    (lambda p: p.uv_cache, "/srv/shop/.cache/uv"),            # the venvs' filesystem
+    (lambda p: p.wheelhouse, "/srv/shop/wheelhouse"),
     (lambda p: p.dirs, ["/srv/shop", "/srv/shop/releases", "/srv/shop/shared", "/srv/shop/venvs",
                         "/srv/shop/shared/log", "/srv/shop/shared/run"]),
 ])

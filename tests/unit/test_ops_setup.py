@@ -10,6 +10,7 @@ import pytest
 
 from wsgiship import config
 from wsgiship.commands import setup as cmds
+from wsgiship.commands import venv
 from wsgiship.config import Host
 from wsgiship.errors import WsgishipError
 from wsgiship.layout import CONFIG_DIR, Paths
@@ -36,6 +37,9 @@ hosts:
          authorized_keys: [keys/ci.pub]}
   dep7: {host: 10.0.0.9, user: deploy, shared_dirs: [media, data/cache],
          shared_files: [.env], authorized_keys: [keys/ci.pub]}
+  dep8: {host: 10.0.0.10, user: deploy, installer: pip, authorized_keys: [keys/ci.pub]}
+  root3: {host: 10.0.0.11, installer: uv, build: true}
+  root4: {host: 10.0.0.12, uwsgi_package: uwsgi}
 """
 
 
@@ -71,8 +75,9 @@ def test_an_unreadable_key_file_names_the_setting(host: Callable[[str], Host], t
                                " No such file or directory")
 
 
-ROOT_STEPS = ["os", "packages", "layout", "service", "site", "nginx"]
-USER_STEPS = ["os", "packages", "deploy user", "layout", "service", "site", "sudo rules", "nginx"]
+ROOT_STEPS = ["os", "packages", "layout", "uv", "service", "site", "nginx"]
+USER_STEPS = ["os", "packages", "deploy user", "layout", "uv", "service", "site", "sudo rules",
+              "nginx"]
 
 
 @pytest.mark.parametrize("alias, names", [
@@ -81,6 +86,8 @@ USER_STEPS = ["os", "packages", "deploy user", "layout", "service", "site", "sud
     ("dep1", USER_STEPS),
     ("dep2", USER_STEPS),
     ("dep4", USER_STEPS),
+    ("dep8", [n for n in USER_STEPS if n != "uv"]),  # installer: pip: no uv on the server
+    ("root3", ROOT_STEPS),                           # installer: uv
 ])
 def test_step_names(host: Callable[[str], Host], alias: str, names: list[str]) -> None:
     assert [name for name, _ in steps(host(alias))] == names
@@ -105,6 +112,7 @@ def test_step_scripts(host: Callable[[str], Host], alias: str, manager: str, own
     assert got["os"] == cmds.check_os()
     assert got["packages"] == cmds.packages(("supervisor",) if manager == "supervisor" else ())
     assert got["layout"] == cmds.layout(p, owner, app_user, *shared)
+    assert got["uv"] == venv.install_uv(p)
     assert got["nginx"] == cmds.nginx(remove_default)
     if keys is None:
         assert "deploy user" not in got and "sudo rules" not in got
@@ -133,3 +141,18 @@ def test_the_supervisor_package_is_installed_for_supervisor_only(host: Callable[
 def test_steps_of_a_deploy_user_need_its_keys(host: Callable[[str], Host]) -> None:
     with pytest.raises(WsgishipError, match=r"^hosts\.dep5\.authorized_keys: cannot read "):
         steps(host("dep5"))
+
+
+@pytest.mark.parametrize("alias, compiler", [
+    ("root1", False),   # uWSGI from the pyuwsgi wheel: no compiler
+    ("dep8", False),
+    ("root3", True),    # build: true
+    ("root4", True),    # uwsgi_package: uwsgi, the sdist
+])
+def test_a_compiler_only_for_an_app_that_builds(host: Callable[[str], Host], alias: str,
+                                                compiler: bool) -> None:
+    h = host(alias)
+    assert h.app.needs_compiler is compiler
+    packages = dict(steps(h))["packages"]
+    assert packages == cmds.packages((), compiler=compiler)
+    assert ("build-essential" in packages) is compiler and ("python3-dev" in packages) is compiler

@@ -5,6 +5,7 @@ in tmp_path."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def test_force_unlock_on_a_deploy_tree(make_app: Callable[..., App], deploy: Pat
     # the script run for real: a lock prepare took, then no lock, then a lock without holder
     app = make_app(deploy_to=str(deploy))
     holder = {"by": "bob@desk", "action": "deploy", "token": "tok"}
-    assert sh(rel.prepare(paths_for(app), "bash", holder)).returncode == 0
+    assert sh(rel.prepare(paths_for(app), sys.executable, holder)).returncode == 0
     assert unlock(LocalRemote(), app) == (
         f"removed the lock on {deploy} held by bob@desk (deploy) since ?")
     assert not (deploy / ".lock").exists()

@@ -74,7 +74,8 @@ def test_check_os_requires_systemd(tmp_path: Path, sh) -> None:
 # --- packages ---
 
 
-BASE = ["python3", "python3-venv", "python3-dev", "build-essential", "sudo"]
+BASE = ["python3", "python3-venv", "sudo"]
+COMPILER = ["python3-dev", "build-essential"]  # only for an app that builds (compiler=True)
 
 APT = {
     # dpkg-query -W -f=... PKG: "installed" for the packages in $INSTALLED
@@ -86,19 +87,26 @@ APT = {
 }
 
 
-@pytest.mark.parametrize("installed, extra, missing", [
-    ([*BASE, "nginx"], (), []),
-    ([], (), [*BASE, "nginx"]),
-    ([*BASE, "nginx-light"], (), []),                  # any Debian nginx flavour will do
-    (["python3", "sudo", "nginx-extras"], (), ["python3-venv", "python3-dev", "build-essential"]),
-    ([*BASE, "nginx"], ("supervisor",), ["supervisor"]),
-    ([*BASE, "nginx", "supervisor"], ("supervisor",), []),
-    ([*BASE, "nginx"], (HOSTILE_TOUCH,), [HOSTILE_TOUCH]),  # one argument, never run
+@pytest.mark.parametrize("installed, extra, compiler, missing", [
+    ([*BASE, "nginx"], (), False, []),
+    ([], (), False, [*BASE, "nginx"]),
+    ([], (), True, [*BASE, *COMPILER, "nginx"]),
+    ([*BASE, "nginx-light"], (), False, []),                  # any Debian nginx flavour will do
+    (["python3", "sudo", "nginx-extras"], (), False, ["python3-venv"]),
+    (["python3", "sudo", "nginx-extras"], (), True, ["python3-venv", *COMPILER]),
+    ([*BASE, "nginx"], (), True, COMPILER),
+    ([*BASE, *COMPILER, "nginx"], (), True, []),
+    ([*BASE, "nginx"], ("supervisor",), False, ["supervisor"]),
+    ([*BASE, "nginx"], ("supervisor",), True, ["supervisor", *COMPILER]),
+    ([*BASE, "nginx", "supervisor"], ("supervisor",), False, []),
+    ([*BASE, "nginx"], (HOSTILE_TOUCH,), False, [HOSTILE_TOUCH]),  # one argument, never run
 ])
 def test_packages_installs_only_what_is_missing(fakebin: Path, sh, installed: list[str],
-                                                extra: tuple[str, ...], missing: list[str]) -> None:
+                                                extra: tuple[str, ...], compiler: bool,
+                                                missing: list[str]) -> None:
     add_fakes(fakebin, APT)
-    res = sh(setup.packages(extra), env=fake_env(fakebin, INSTALLED=" ".join(installed)))
+    res = sh(setup.packages(extra, compiler),
+             env=fake_env(fakebin, INSTALLED=" ".join(installed)))
     assert res.returncode == 0, res.stderr
     assert not PWNED.exists()
     if not missing:

@@ -249,6 +249,60 @@ def test_collect_fills_in_requirements(tree: Path) -> None:
     assert source.collect(tree).requirements == "flask==3.1.3\n" + source.UWSGI_REQUIREMENT + "\n"
 
 
+# --- which uWSGI: the pyuwsgi wheel (default) or the uwsgi sdist ---
+
+
+def test_uwsgi_comes_from_the_pyuwsgi_wheel_by_default() -> None:
+    assert source.UWSGI_PACKAGES == {"pyuwsgi": "pyuwsgi==2.0.30.post1", "uwsgi": "uwsgi==2.0.31"}
+    assert source.UWSGI_REQUIREMENT == "pyuwsgi==2.0.30.post1"
+    assert req({"requirements.txt": "flask\n"}) == "flask\npyuwsgi==2.0.30.post1\n"
+
+
+@pytest.mark.parametrize("package", ["pyuwsgi", "uwsgi"])
+def test_the_chosen_uwsgi_package_is_appended(package: str) -> None:
+    files = {"requirements.txt": b"flask\n"}
+    assert source.requirements_of(files, Path("/app"), package) == (
+        "flask\n" + source.UWSGI_PACKAGES[package] + "\n")
+    assert source.requirements_of({}, Path("/app"), package) == source.UWSGI_PACKAGES[package] + "\n"
+
+
+@pytest.mark.parametrize("line", ["pyuwsgi", "pyuwsgi==2.0.29", "PyUWSGI>=2", "uwsgi==2.0.28",
+                                  "pyuwsgi ; sys_platform == 'linux'"])
+@pytest.mark.parametrize("package", ["pyuwsgi", "uwsgi"])
+def test_nothing_appended_when_the_app_names_either_uwsgi(line: str, package: str) -> None:
+    # never both: they install the same `uwsgi` command
+    text = f"flask\n{line}\n"
+    assert source.requirements_of({"requirements.txt": text.encode()}, Path("/app"), package) == text
+
+
+@pytest.mark.parametrize("other", ["pyuwsgitop", "pyuwsgi-stubs", "py-uwsgi"])
+def test_pyuwsgi_lookalikes_are_other_packages(other: str) -> None:
+    assert req({"requirements.txt": f"{other}\n"}).endswith(source.UWSGI_REQUIREMENT + "\n")
+
+
+@pytest.mark.parametrize("names, origin", [
+    (["requirements.txt", "pyproject.toml", "app.py"], "requirements.txt"),
+    (["pyproject.toml", "app.py"], "pyproject.toml"),
+    (["app.py"], ""),
+    (["sub/requirements.txt", "requirements-dev.txt"], ""),  # only the top-level file counts
+])
+def test_requirements_from(names: list[str], origin: str) -> None:
+    assert source.requirements_from(dict.fromkeys(names, b"")) == origin
+
+
+def test_collect_names_the_requirements_file_and_the_uwsgi_package(tree: Path) -> None:
+    src = source.collect(tree, "uwsgi")
+    assert src.requirements == "flask==3.1.3\nuwsgi==2.0.31\n"
+    assert src.requirements_from == "requirements.txt"
+    (tree / "requirements.txt").unlink()
+    (tree / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["redis"]\n')
+    src = source.collect(tree)
+    assert (src.requirements, src.requirements_from) == ("redis\npyuwsgi==2.0.30.post1\n",
+                                                         "pyproject.toml")
+    (tree / "pyproject.toml").unlink()
+    assert source.collect(tree).requirements_from == ""
+
+
 # --- tarball ---
 
 

@@ -1,13 +1,18 @@
-"""wsgiship.commands.venv: the venv key, and ensure() run with a fake python whose venv has a
-fake pip."""
+"""wsgiship.commands.venv: the venv key and the installer, and ensure() run with a fake python
+whose venv has a fake pip (one dist-info per requirement line), or with the real python and pip
+from a local wheelhouse. uv (ensure with a fake uv, install_uv): test_venv_uv.py."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
 import os
 import shlex
 import signal
 import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +54,39 @@ def test_venv_key_fields_cannot_run_together() -> None:
     assert venv.venv_key("b", "python3", "3.11.") != venv.venv_key("", "python3", "3.11.b")
 
 
-def test_venv_key_inputs_are_requirements_and_python_only() -> None:
+def test_venv_key_inputs_are_what_goes_into_the_venv() -> None:
     assert list(inspect.signature(venv.venv_key).parameters) == [
-        "requirements", "python", "python_version"]
+        "requirements", "python", "python_version", "installer", "wheelhouse"]
+
+
+def test_venv_key_defaults_to_pip_from_the_index() -> None:
+    assert venv.venv_key("flask\n", "python3", "3.11.2") == venv.venv_key(
+        "flask\n", "python3", "3.11.2", "pip", False)
+
+
+@pytest.mark.parametrize("installer, wheelhouse", [("uv", False), ("pip", True), ("uv", True)])
+def test_venv_key_changes_with_installer_or_wheelhouse(installer: str, wheelhouse: bool) -> None:
+    # a venv uv built is not reused by pip, nor one from the index for a wheelhouse deploy
+    base = venv.venv_key("flask\n", "python3", "3.11.2", "pip", False)
+    assert venv.venv_key("flask\n", "python3", "3.11.2", installer, wheelhouse) != base
+
+
+def test_venv_key_changes_with_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = venv.venv_key("flask\n", "python3", "3.11.2")
+    monkeypatch.setattr(venv, "RECIPE", "999")
+    assert venv.venv_key("flask\n", "python3", "3.11.2") != before
+
+
+@pytest.mark.parametrize("wanted, uv_on_server, chosen", [
+    ("auto", True, "uv"),
+    ("auto", False, "pip"),
+    ("uv", True, "uv"),
+    ("uv", False, "uv"),      # the deploy refuses it (ops.deploy): not silently pip
+    ("pip", True, "pip"),
+    ("pip", False, "pip"),
+])
+def test_installer_for(wanted: str, uv_on_server: bool, chosen: str) -> None:
+    assert venv.installer_for(wanted, uv_on_server) == chosen
 
 
 def test_a_code_change_keeps_the_venv_key(tmp_path: Path) -> None:
@@ -85,6 +120,8 @@ echo "pip $*"
 if grep -q no-such-package "${@: -1}"; then
   echo "ERROR: No matching distribution found for no-such-package" >&2; exit 1
 fi
+site="$(dirname "$0")/../lib/python3.11/site-packages"; mkdir -p "$site"
+while read -r name; do [ -z "$name" ] || mkdir -p "$site/$name-1.0.dist-info"; done < "${@: -1}"
 PIP
 chmod +x "$3/bin/pip"
 """
@@ -113,7 +150,7 @@ def test_venv_is_built_once_then_reused(deploy: Path, fake_python: Path, tmp_pat
     r1 = release_with_requirements(deploy, rel(1), "flask\n")
     res = sh(venv.ensure(p, rel(1), "k1", str(fake_python)), env=env)
     assert res.returncode == 0, res.stderr
-    assert res.stdout == "venv=created\n"
+    assert res.stdout == "venv=created\npackages=1\n"
     assert (deploy / "venvs" / "k1" / ".complete").is_file()
     assert os.readlink(r1 / ".venv") == "../../venvs/k1"
     assert (r1 / ".venv").resolve() == deploy / "venvs" / "k1"
@@ -122,7 +159,7 @@ def test_venv_is_built_once_then_reused(deploy: Path, fake_python: Path, tmp_pat
     assert f" -r {r1}/.wsgiship/requirements.txt" in log
     r2 = release_with_requirements(deploy, rel(2), "flask\n")
     res = sh(venv.ensure(p, rel(2), "k1", str(fake_python)), env=env)
-    assert res.stdout == "venv=reused\n"
+    assert res.stdout == "venv=reused\npackages=1\n"
     assert os.readlink(r2 / ".venv") == "../../venvs/k1"
     assert calls.read_text().splitlines() == [f"python -m venv {deploy}/venvs/k1"]
 
@@ -134,7 +171,7 @@ def test_an_incomplete_venv_is_rebuilt(deploy: Path, fake_python: Path, tmp_path
     (deploy / "venvs" / "k1" / "lib" / "junk").write_text("x")
     res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python)),
              env={"CALLS": str(tmp_path / "calls")})
-    assert res.stdout == "venv=created\n"
+    assert res.stdout == "venv=created\npackages=1\n"
     assert not (deploy / "venvs" / "k1" / "lib" / "junk").exists()
     assert (deploy / "venvs" / "k1" / ".complete").is_file()
 
@@ -149,6 +186,79 @@ def test_a_failed_pip_install_leaves_no_venv(deploy: Path, fake_python: Path, tm
     assert not (deploy / "venvs" / "bad").exists()
     assert not (r / ".venv").is_symlink()
     assert "no-such-package" in (r / ".wsgiship" / "pip.log").read_text()
+
+
+@pytest.mark.parametrize("find_links", ["", "/srv/app/wheelhouse/k1"])
+def test_pip_installs_from_the_wheelhouse_alone_when_given(deploy: Path, fake_python: Path,
+                                                          tmp_path: Path, sh, find_links: str) -> None:
+    r = release_with_requirements(deploy, rel(1), "flask\n")
+    res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python), "pip", find_links),
+             env={"CALLS": str(tmp_path / "calls")})
+    assert res.returncode == 0, res.stderr
+    index = ["--no-index", "--find-links", find_links] if find_links else []
+    assert (r / ".wsgiship" / "pip.log").read_text().split() == [
+        "pip", "install", "--disable-pip-version-check", "--no-input", "--use-pep517", *index,
+        "-r", f"{r}/.wsgiship/requirements.txt"]
+
+
+def test_the_wheelhouse_is_one_word() -> None:
+    text = venv.ensure(Paths("/srv/app", "app"), NAME, "k1", "python3", "pip", "/w " + HOSTILE)
+    argv = shlex.split(line_with(text, " -m venv "))
+    build = shlex.split(argv[argv.index("-c") + 1])
+    assert build[build.index("--find-links") + 1] == "/w " + HOSTILE
+
+
+def test_packages_counts_the_venvs_distributions(deploy: Path, fake_python: Path,
+                                                tmp_path: Path, sh) -> None:
+    env, p = {"CALLS": str(tmp_path / "calls")}, paths(deploy)
+    release_with_requirements(deploy, rel(1), "flask\nredis\nclick\n")
+    res = sh(venv.ensure(p, rel(1), "k1", str(fake_python)), env=env)
+    assert res.stdout == "venv=created\npackages=3\n"
+    site = deploy / "venvs" / "k1" / "lib" / "python3.11" / "site-packages"
+    (site / "flask").mkdir()             # a package's code, no distribution
+    (site / "old.egg-info").mkdir()      # not counted: only *.dist-info
+    release_with_requirements(deploy, rel(2), "flask\n")
+    (deploy / "venvs" / "k2" / "lib" / "python3.11" / "site-packages" / "x-1.dist-info").mkdir(
+        parents=True)                    # another venv's
+    res = sh(venv.ensure(p, rel(2), "k1", str(fake_python)), env=env)
+    assert res.stdout == "venv=reused\npackages=3\n"
+
+
+def probe_wheel(where: Path) -> None:
+    """A pure-Python wheel, wsgiship-probe 1.0 (module wsgiship_probe, VALUE = 42), made by hand."""
+    info = "wsgiship_probe-1.0.dist-info"
+    files = {"wsgiship_probe.py": "VALUE = 42\n",
+             f"{info}/METADATA": "Metadata-Version: 2.1\nName: wsgiship-probe\nVersion: 1.0\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    digest = {name: base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+              for name, text in files.items()}
+    record = [f"{name},sha256={digest[name].decode()},{len(text)}" for name, text in files.items()]
+    where.mkdir(parents=True)
+    with zipfile.ZipFile(where / "wsgiship_probe-1.0-py3-none-any.whl", "w") as whl:
+        for name, text in files.items():
+            whl.writestr(name, text)
+        whl.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+
+
+def test_real_pip_installs_from_a_wheelhouse_without_the_index(deploy: Path, tmp_path: Path,
+                                                              sh) -> None:
+    wheels = tmp_path / "wheelhouse" / "k1"
+    probe_wheel(wheels)
+    r = release_with_requirements(deploy, rel(1), "wsgiship-probe==1.0\n")
+    res = sh(venv.ensure(paths(deploy), rel(1), "k1", sys.executable, "pip", str(wheels)))
+    assert res.returncode == 0, res.stderr
+    v = deploy / "venvs" / "k1"
+    got = subprocess.run([str(r / ".venv" / "bin" / "python"), "-c",
+                          "import wsgiship_probe; print(wsgiship_probe.VALUE)"],
+                         capture_output=True, text=True)
+    assert got.stdout == "42\n", got.stderr
+    dists = sorted(d.name for d in v.glob("lib/python*/site-packages/*.dist-info"))
+    assert "wsgiship_probe-1.0.dist-info" in dists
+    # pip's own distributions (pip, setuptools) are not the app's packages
+    assert [d for d in dists if not d.startswith(("pip-", "setuptools-", "wheel-"))] == [
+        "wsgiship_probe-1.0.dist-info"]
+    assert res.stdout == "venv=created\npackages=1\n"
 
 
 @contextmanager
@@ -191,7 +301,7 @@ def test_an_abandoned_build_is_killed_before_rebuilding(deploy: Path, fake_pytho
                  env={"CALLS": str(tmp_path / "calls")})
         assert res.returncode == 0, res.stderr
         assert orphan.wait(timeout=5) == -signal.SIGKILL
-        assert res.stdout == "venv=created\n"
+        assert res.stdout == "venv=created\npackages=1\n"
         assert not (deploy / "venvs" / "k1.builder").exists()
 
 
@@ -210,7 +320,7 @@ def test_an_unrelated_process_in_the_recorded_session_survives(
         res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake_python)),
                  env={"CALLS": str(tmp_path / "calls")})
         assert res.returncode == 0, res.stderr
-        assert res.stdout == "venv=created\n"
+        assert res.stdout == "venv=created\npackages=1\n"
         assert other.poll() is None  # still running
         assert not (deploy / "venvs" / "k1.builder").exists()  # the stale record is gone
 
@@ -262,7 +372,7 @@ def test_a_pip_failing_without_a_log_points_at_the_disk(deploy: Path, tmp_path: 
              env={"CALLS": str(calls), "PATH": f"{df_bin}:{os.environ['PATH']}"})
     assert res.returncode == 1
     assert not (deploy / "venvs" / "k1").exists() and not (r / ".venv").is_symlink()
-    said = "pip left no log: No space left on device? 3 MB free"
+    said = "the installer left no log: No space left on device? 3 MB free"
     if says_disk:
         assert res.stderr == said + "\n"
         assert (r / ".wsgiship" / "pip.log").read_bytes() == b""
@@ -283,6 +393,6 @@ def test_a_pip_failing_without_a_log_reads_the_real_df(deploy: Path, tmp_path: P
     res = sh(venv.ensure(paths(deploy), rel(1), "k1", str(fake)))
     assert res.returncode == 1
     head, _, tail = res.stderr.strip().partition("? ")
-    assert head == "pip left no log: No space left on device"
+    assert head == "the installer left no log: No space left on device"
     free, _, unit = tail.partition(" ")
     assert free.isdigit() and unit == "MB free", res.stderr

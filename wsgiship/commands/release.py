@@ -23,6 +23,11 @@ ALIVE = ("alive() { local s; s=$(cut -d' ' -f3,22 \"/proc/${1% *}/stat\" 2>/dev/
          " [ -n \"$1\" ] && [ \"${s#* }\" = \"${1#* }\" ] && [ \"${s% *}\" != Z ]; }")
 
 
+# the server's Python, and the platform a wheelhouse is built for
+PY_FACTS = ("import platform, sys; print('python=' + sys.version.split()[0]);"
+            " print('machine=' + platform.machine()); print('libc=' + ' '.join(platform.libc_ver()))")
+
+
 def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
     """Check the layout, take the lock, and report facts (python version, current release)."""
     lock_json = json.dumps(holder, sort_keys=True)
@@ -50,9 +55,11 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         f' exit {LOCKED}; fi',
         "fi",
         'mv "$H" "$L/holder"',
-        f"echo \"python=$({q(python)} -c 'import sys; print(sys.version.split()[0])')\"",
+        f"{q(python)} -c {q(PY_FACTS)}",
         f"echo \"current=$(readlink {q(p.current)} || true)\"",
         "echo \"user=$(id -un)\"",
+        # the fast installer, when fab setup put it there
+        f"if [ -f {q(p.uv)} ] && [ -x {q(p.uv)} ]; then echo uv=1; fi",
         # releases a dead client left pending: the caller resolves them under this lock
         f'echo "pending=$(cd {q(p.releases)} && for r in *; do [ ! -e "$r/PENDING" ]'
         ' || [ -e "$r/FAILED" ] || printf "%s " "$r"; done)"',
@@ -186,6 +193,9 @@ def prune(p: Paths, keep: int, current: str) -> str:
         '  if [ $after_current = 1 ]; then after_current=2; continue; fi',
         '  if [ $good -gt $keep ]; then rm -rf "$r"; echo "pruned $r"; fi',
         "done",
+        # wheels of venvs that are gone
+        f'if [ -d {q(p.wheelhouse)} ]; then for w in {q(p.wheelhouse)}/*; do [ -d "$w" ] || continue;'
+        f' [ -d {q(p.venvs)}/"$(basename "$w")" ] || {{ rm -rf "$w"; echo "pruned wheels $w"; }}; done; fi',
         f"cd {q(p.venvs)}",
         "used=$(for l in ../releases/*/.venv; do readlink \"$l\" 2>/dev/null; done"
         " | xargs -r -n1 basename)",

@@ -29,9 +29,11 @@ def check_os() -> str:
     ])
 
 
-def packages(extra: tuple[str, ...] = ()) -> str:
-    """apt install what deploys need, only what is missing."""
-    wanted = ["python3", "python3-venv", "python3-dev", "build-essential", "sudo", *extra]
+def packages(extra: tuple[str, ...] = (), compiler: bool = False) -> str:
+    """apt install what deploys need, only what is missing; a C compiler and Python's headers
+    only for an app that builds from sdists (`compiler`): uWSGI itself comes as a wheel."""
+    wanted = ["python3", "python3-venv", "sudo", *extra,
+              *(("python3-dev", "build-essential") if compiler else ())]
     installed = "dpkg-query -W -f='${db:Status-Status}' \"$1\" 2>/dev/null | grep -qx installed"
     return script([
         f"is_installed() {{ {installed}; }}",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from .. import wheelhouse
 from ..commands import checks, nginx, services, venv
 from ..commands import release as rel
 from ..config import App
@@ -29,11 +30,21 @@ from ..output import Reporter
 from ..remote import Remote
 from ..render import render
 from ..source import Source, collect, tarball
+from ..wheelhouse import Platform
 from .hooks import POINTS, run_hooks
 from .publish import Detached, Outcome, publish_job, recovering, run_job
 from .session import Session, locked, pause_point
 
 STAGES = ("updating", "validating", "publishing", "finishing")
+
+
+def venv_line(facts: dict[str, str], key: str, installer: str, origin: str) -> str:
+    """What the venv step says: built or reused, by which installer, from which file."""
+    how = facts.get("venv", "?")
+    what = f"{facts.get('packages', '?')} packages from {origin or 'no requirements file'}"
+    if how == "reused":
+        return f"reused venvs/{key} (cached: {what})"
+    return f"{how} venvs/{key} with {installer}: {what}"
 
 
 def release_name(short_rev: str) -> str:
@@ -54,7 +65,7 @@ class Deploy:
 
     def run(self) -> str:
         """Deploy and return the release name; raise WsgishipError on failure."""
-        self.source = collect(self.app.source)
+        self.source = collect(self.app.source, self.app.uwsgi_package)
         if self.source.dirty:
             self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping HEAD "
                           f"{self.source.short_rev}")
@@ -79,10 +90,16 @@ class Deploy:
 
     def updating(self) -> None:
         p, app, src, remote = self.s.paths, self.app, self.source, self.remote
-        key = venv.venv_key(src.requirements, app.python, self.s.facts.get("python", ""))
+        installer = venv.installer_for(app.installer, self.s.facts.get("uv") == "1")
+        if installer == "uv" and self.s.facts.get("uv") != "1":
+            raise remote.error(f"app.installer is uv but uv is not on {remote.label}: run "
+                               f"fab setup -H {remote.label} (it installs uv), or set installer: auto")
+        key = venv.venv_key(src.requirements, app.python, self.s.facts.get("python", ""),
+                            installer, app.wheelhouse)
         configs = render(app, self.release, self.s.app_user, src.revision)
         extra = {**configs, "REVISION": src.revision + "\n",
                  f"{CONFIG_DIR}/requirements.txt": src.requirements}
+        find_links = self.wheels(key) if app.wheelhouse else ""
         with self.out.step("upload") as st:
             data = tarball(src, extra)
             upload = p.upload(self.release)
@@ -95,9 +112,27 @@ class Deploy:
                        priv=True, what=f"the app's user {self.s.app_user} and its dirs")
             st.detail = f"{len(data) // 1024 + 1} KiB, releases/{self.release}"
         with self.out.step("venv") as st:
-            res = remote.run(venv.ensure(p, self.release, key, app.python),
-                             what="pip install (venv " + key + ")")
-            st.detail = f"{res.facts().get('venv', '?')} venvs/{key}"
+            res = remote.run(venv.ensure(p, self.release, key, app.python, installer, find_links),
+                             what=f"{installer} install (venv {key})")
+            st.detail = venv_line(res.facts(), key, installer, src.requirements_from)
+
+    def wheels(self, key: str) -> str:
+        """The venv's wheels on the server (wheelhouse/<key>): built here for the server's
+        platform and uploaded, unless the venv or its wheels are there already."""
+        p, remote = self.s.paths, self.remote
+        with self.out.step("wheelhouse") as st:
+            if "wheelhouse=present" in remote.run(venv.wheelhouse_present(p, key),
+                                                  what="wheelhouse check").stdout:
+                st.detail = f"on the server (wheelhouse/{key})"
+            else:
+                platform = Platform.from_facts(self.s.facts, remote.label)
+                data, count = wheelhouse.build(self.source.requirements, platform, remote.label)
+                upload = f"{p.deploy_to}/.wheels-{key}.tar.gz"
+                remote.put(data, upload, what="wheelhouse upload")
+                remote.run(venv.unpack_wheelhouse(p, key, upload), what="unpack the wheelhouse")
+                st.detail = (f"{count} wheels for {platform.describe()}, "
+                             f"{len(data) // 1024 + 1} KiB uploaded")
+        return f"{p.wheelhouse}/{key}"
 
     def validating(self) -> None:
         p = self.s.paths

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .. import managers
 from ..commands import setup as cmds
+from ..commands import venv
 from ..config import Host
 from ..errors import WsgishipError
 from ..layout import CONFIG_DIR, paths_for
@@ -37,11 +38,13 @@ def steps(host: Host) -> list[tuple[str, str]]:
     user = host.user or "root"
     p = paths_for(app)
     out = [("os", cmds.check_os()),
-           ("packages", cmds.packages(managers.get(app.service_manager).packages))]
+           ("packages", cmds.packages(managers.get(app.service_manager).packages,
+                                      compiler=app.needs_compiler))]
     if user != "root":
         out.append(("deploy user", cmds.deploy_user(user, authorized_keys(host))))
     configs = render(app, "setup", app.runs_as(user), "")
     out += [("layout", cmds.layout(p, user, app.runs_as(user), app.shared_dirs, app.shared_files)),
+            *([("uv", venv.install_uv(p))] if app.installer != "pip" else []),
             ("service", cmds.service(p, configs[f"{CONFIG_DIR}/service"])),
             ("site", cmds.site(p, configs[f"{CONFIG_DIR}/nginx.conf"]))]
     if user != "root":
@@ -78,7 +81,7 @@ class Setup:
                         changed += 1
                         st.detail = "changed: " + facts["changed"]
                     else:
-                        st.detail = facts.get("os", "ok (already done)")
+                        st.detail = facts.get("note") or facts.get("os", "ok (already done)")
         finally:
             self.remote.close()
         return changed

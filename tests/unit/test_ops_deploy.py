@@ -1,0 +1,126 @@
+"""wsgiship.ops.deploy: the venv step's line (venv_line), and the installer the updating stage
+picks from app.installer and the server's uv=1 fact, run with a Remote whose run and put are
+stubbed (nothing connects)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fakes import NAME
+
+from wsgiship import output
+from wsgiship.commands import venv
+from wsgiship.config import App, Host
+from wsgiship.errors import WsgishipError
+from wsgiship.layout import paths_for
+from wsgiship.ops.deploy import Deploy, venv_line
+from wsgiship.ops.session import Session
+from wsgiship.remote import Remote, Result
+from wsgiship.source import collect
+
+
+@pytest.mark.parametrize("facts, installer, origin, line", [
+    ({"venv": "created", "packages": "12"}, "uv", "requirements.txt",
+     "created venvs/k1 with uv: 12 packages from requirements.txt"),
+    ({"venv": "created", "packages": "3"}, "pip", "pyproject.toml",
+     "created venvs/k1 with pip: 3 packages from pyproject.toml"),
+    ({"venv": "reused", "packages": "12"}, "uv", "requirements.txt",
+     "reused venvs/k1 (cached: 12 packages from requirements.txt)"),
+    ({"venv": "created", "packages": "2"}, "pip", "",
+     "created venvs/k1 with pip: 2 packages from no requirements file"),
+    ({}, "uv", "requirements.txt",       # a script that said nothing
+     "? venvs/k1 with uv: ? packages from requirements.txt"),
+])
+def test_venv_line(facts: dict[str, str], installer: str, origin: str, line: str) -> None:
+    assert venv_line(facts, "k1", installer, origin) == line
+
+
+class Updating:
+    """A Deploy in its updating stage, on a stubbed Remote: `runs` holds (what, script) of each
+    run, `puts` the remote paths uploaded; the venv script answers `venv_answer`."""
+
+    def __init__(self, app: App, facts: dict[str, str], venv_answer: str) -> None:
+        self.remote = Remote(Host("web1", "192.0.2.1", app, user="deploy"))
+        self.out = output.Reporter("web1", output.Printer(io.BytesIO(), io.BytesIO()), live=False)
+        self.runs: list[tuple[str, str]] = []
+        self.puts: list[str] = []
+        self.venv_answer = venv_answer
+        self.remote.run = self.run  # type: ignore[method-assign]
+        self.remote.put = lambda data, path, what="upload": self.puts.append(path)  # type: ignore[method-assign]
+        self.deploy = Deploy(self.remote, app, self.out)
+        self.deploy.source = collect(app.source, app.uwsgi_package)
+        self.deploy.release = NAME
+        self.deploy.s = Session(remote=self.remote, app=app, out=self.out, action="deploy",
+                                token="t", facts=facts)
+
+    def run(self, body: str, **kwargs: object) -> Result:
+        what = str(kwargs.get("what", ""))
+        self.runs.append((what, body))
+        return Result(0, self.venv_answer if "install (venv " in what else "", "")
+
+    def lines(self) -> list[str]:
+        return self.out.printer.out.getvalue().decode().splitlines()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def updating(make_app: Callable[..., App], tmp_path: Path) -> Callable[..., Updating]:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "hello.py").write_text("app = None\n")
+    (app_dir / "requirements.txt").write_text("flask\n")
+
+    def make(facts: dict[str, str], answer: str = "venv=created\npackages=7\n",
+             **settings: object) -> Updating:
+        return Updating(make_app(source="app", **settings), facts, answer)
+    return make
+
+
+@pytest.mark.parametrize("installer, uv_fact, chosen", [
+    ("auto", "1", "uv"),
+    ("auto", None, "pip"),
+    ("uv", "1", "uv"),
+    ("pip", "1", "pip"),
+    ("pip", None, "pip"),
+])
+def test_updating_builds_the_venv_with_the_chosen_installer(updating, installer: str,
+                                                           uv_fact: str | None, chosen: str) -> None:
+    facts = {"python": "3.11.2", **({"uv": uv_fact} if uv_fact else {})}
+    u = updating(facts, installer=installer)
+    u.deploy.updating()
+    src, p = u.deploy.source, paths_for(u.deploy.app)
+    assert src.requirements == "flask\npyuwsgi==2.0.30.post1\n"
+    key = venv.venv_key(src.requirements, "python3", "3.11.2", chosen, False)
+    what, body = u.runs[-1]
+    assert what == f"{chosen} install (venv {key})"
+    assert body == venv.ensure(p, NAME, key, "python3", chosen, "")
+    step = next(line for line in u.lines() if line.startswith("[web1] venv "))
+    assert step.endswith(f"  created venvs/{key} with {chosen}: 7 packages from requirements.txt")
+
+
+def test_a_reused_venv_says_so(updating) -> None:
+    u = updating({"python": "3.11.2", "uv": "1"}, "venv=reused\npackages=9\n")
+    u.deploy.updating()
+    step = next(line for line in u.lines() if line.startswith("[web1] venv "))
+    assert step.endswith(" (cached: 9 packages from requirements.txt)")
+    assert " reused venvs/" in step
+
+
+def test_the_uwsgi_sdist_changes_the_venv(updating) -> None:
+    u = updating({"python": "3.11.2"}, uwsgi_package="uwsgi")
+    u.deploy.updating()
+    assert u.deploy.source.requirements == "flask\nuwsgi==2.0.31\n"
+    key = venv.venv_key("flask\nuwsgi==2.0.31\n", "python3", "3.11.2", "pip", False)
+    assert u.runs[-1][0] == f"pip install (venv {key})"
+
+
+def test_installer_uv_without_uv_on_the_server_is_refused_before_anything(updating) -> None:
+    u = updating({"python": "3.11.2"}, installer="uv")
+    with pytest.raises(WsgishipError) as err:
+        u.deploy.updating()
+    assert str(err.value) == ("web1: app.installer is uv but uv is not on web1: run fab setup "
+                              "-H web1 (it installs uv), or set installer: auto")
+    assert (u.runs, u.puts) == ([], [])
+    assert u.deploy.created is False  # nothing to clean up: no release was unpacked

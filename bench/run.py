@@ -61,7 +61,7 @@ def main() -> None:
             path.write_text(re.sub(r'return "[^"]*"', f'return "{text}"', path.read_text()))
 
         took, _ = fab("deploy")
-        print(f"first deploy (venv built, uWSGI compiled):  {took:6.1f} s")
+        print(f"first deploy (venv built, no fab setup: pip): {took:6.1f} s")
         times = []
         for i in range(3):
             set_text(f"redeploy {i}")

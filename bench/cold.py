@@ -112,7 +112,7 @@ def main() -> None:
         b = Bench(host, work)
         floors, colds = [], []
         for _ in range(args.runs):
-            took, out, app_dir, env = b.cold()
+            took, out, app_dir, env = b.cold(uwsgi_package="pyuwsgi")
             colds.append(took)
             uv = "/opt/wsgiship/uv/bin/uv"
             floors.append(b.floor(uv))
@@ -132,9 +132,9 @@ def main() -> None:
         print(f"warm code-only deploy: {min(warm):5.2f} s best; requirements change: "
               f"{changed:5.2f} s -> {changed / min(warm):.2f}x (target <= 1.5x)")
         old, _, _, _ = b.cold(installer="pip", uwsgi_package="uwsgi")
-        print(f"for the record, the old path (pip + uWSGI compiled from its sdist): {old:5.2f} s"
+        print(f"the default path (uWSGI compiled from its sdist, by pip): {old:5.2f} s"
               f" -> {old / min(colds):.1f}x the new cold deploy")
-        wh, out, _, _ = b.cold(wheelhouse=True)
+        wh, out, _, _ = b.cold(wheelhouse=True, uwsgi_package="pyuwsgi")
         size = re.search(r"wheelhouse\s+[\d.]+s\s+(.*)", out)
         print(f"wheelhouse cold first deploy: {wh:5.2f} s ({size.group(1) if size else '?'})")
     finally:

@@ -81,8 +81,8 @@ def build(requirements: str, platform: Platform, host: str) -> tuple[bytes, int]
             if name.lower().startswith("uwsgi"):
                 raise WsgishipError(
                     f"wheelhouse: {name} is a source package (it is compiled on the server): "
-                    f"drop it from the requirements and leave uwsgi_package at pyuwsgi, the same "
-                    f"uWSGI as wheels; nothing was changed", host=host)
+                    f"set uwsgi_package: pyuwsgi (the same uWSGI as wheels) and drop any uwsgi "
+                    f"pin from the requirements; nothing was changed", host=host)
             if name:
                 raise WsgishipError(
                     f"wheelhouse: no wheel of {name} for {host}'s platform "

@@ -22,11 +22,11 @@ def load_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> st
     return str(err.value)
 
 
-def test_defaults_are_the_pyuwsgi_wheel_no_compiler_and_uv_when_there(write_hosts) -> None:
+def test_defaults_are_the_uwsgi_sdist_and_so_a_compiler_and_uv_when_there(write_hosts) -> None:
     app = config.load(write_hosts(BASE + "hosts: {h: {}}\n")).host("h").app
     assert (app.uwsgi_package, app.build, app.installer, app.wheelhouse) == (
-        "pyuwsgi", False, "auto", False)
-    assert app.needs_compiler is False
+        "uwsgi", False, "auto", False)
+    assert app.needs_compiler is True
 
 
 def test_install_keys_per_app_and_per_host(write_hosts) -> None:
@@ -65,12 +65,12 @@ def test_a_bad_install_key_of_a_host_names_the_host(tmp_path: Path,
 
 
 @pytest.mark.parametrize("settings, compiler", [
-    ({}, False),
-    ({"uwsgi_package": "pyuwsgi"}, False),
+    ({}, True),                                      # the default: the uwsgi sdist
+    ({"uwsgi_package": "pyuwsgi"}, False),           # the wheel: no compiler
     ({"uwsgi_package": "uwsgi"}, True),              # the sdist is compiled on the server
-    ({"build": True}, True),                         # the app's own sdists
+    ({"build": True, "uwsgi_package": "pyuwsgi"}, True),  # the app's own sdists
     ({"build": True, "uwsgi_package": "uwsgi"}, True),
-    ({"installer": "uv", "wheelhouse": True}, False),
+    ({"installer": "uv", "wheelhouse": True, "uwsgi_package": "pyuwsgi"}, False),
 ])
 def test_needs_compiler(make_app, settings: dict[str, object], compiler: bool) -> None:
     assert make_app(**settings).needs_compiler is compiler

@@ -38,8 +38,9 @@ hosts:
   dep7: {host: 10.0.0.9, user: deploy, shared_dirs: [media, data/cache],
          shared_files: [.env], authorized_keys: [keys/ci.pub]}
   dep8: {host: 10.0.0.10, user: deploy, installer: pip, authorized_keys: [keys/ci.pub]}
-  root3: {host: 10.0.0.11, installer: uv, build: true}
+  root3: {host: 10.0.0.11, installer: uv, build: true, uwsgi_package: pyuwsgi}
   root4: {host: 10.0.0.12, uwsgi_package: uwsgi}
+  root5: {host: 10.0.0.13, uwsgi_package: pyuwsgi, build: false}
 """
 
 
@@ -110,7 +111,10 @@ def test_step_scripts(host: Callable[[str], Host], alias: str, manager: str, own
     got = dict(steps(host(alias)))
     p = Paths("/srv/shop", "shop", manager)
     assert got["os"] == cmds.check_os()
-    assert got["packages"] == cmds.packages(("supervisor",) if manager == "supervisor" else ())
+    # the default uwsgi_package (uwsgi, the sdist) is compiled on the server
+    assert got["packages"] == cmds.packages(("supervisor",) if manager == "supervisor" else (),
+                                            compiler=True)
+    assert "python3-dev" in got["packages"] and "build-essential" in got["packages"]
     assert got["layout"] == cmds.layout(p, owner, app_user, *shared)
     assert got["uv"] == venv.install_uv(p)
     assert got["nginx"] == cmds.nginx(remove_default)
@@ -144,9 +148,10 @@ def test_steps_of_a_deploy_user_need_its_keys(host: Callable[[str], Host]) -> No
 
 
 @pytest.mark.parametrize("alias, compiler", [
-    ("root1", False),   # uWSGI from the pyuwsgi wheel: no compiler
-    ("dep8", False),
-    ("root3", True),    # build: true
+    ("root5", False),   # uWSGI from the pyuwsgi wheel, build false: no compiler
+    ("root1", True),    # the default uwsgi_package: uwsgi, the sdist
+    ("dep8", True),
+    ("root3", True),    # build: true (with the pyuwsgi wheel)
     ("root4", True),    # uwsgi_package: uwsgi, the sdist
 ])
 def test_a_compiler_only_for_an_app_that_builds(host: Callable[[str], Host], alias: str,

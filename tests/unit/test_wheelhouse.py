@@ -109,7 +109,8 @@ def test_build_says_the_uwsgi_sdist_has_a_wheel_twin(monkeypatch) -> None:
     with pytest.raises(WsgishipError) as err:
         wheelhouse.build("uwsgi==2.0.31\n", Platform.from_facts(FACTS, "w"), "web1")
     assert "uwsgi==2.0.31 is a source package" in str(err.value)
-    assert "uwsgi_package at pyuwsgi" in str(err.value)
+    assert "set uwsgi_package: pyuwsgi (the same uWSGI as wheels)" in str(err.value)
+    assert "drop any uwsgi pin from the requirements" in str(err.value)
 
 
 def test_build_shows_another_pip_failure_without_its_warnings(monkeypatch) -> None:

@@ -92,7 +92,8 @@ def install_uv(p: Paths) -> str:
         # root writes and runs here: a link or a directory of someone else's is replaced
         f"T={q(tools)}",
         'if [ -L "$T" ] || { [ -e "$T" ] && [ "$(stat -c %U "$T")" != root ]; }; then rm -rf "$T"; fi',
-        f'if [ "$({q(p.uv)} --version 2>/dev/null)" != {q("uv " + UV_VERSION)} ]; then',
+        # `uv 0.13.9` or `uv 0.13.9 (<commit> <date>)`
+        f'if [ "$({q(p.uv)} --version 2>/dev/null | cut -d" " -f1,2)" != {q("uv " + UV_VERSION)} ]; then',
         '  install -d -o root -g root -m 755 "$T"',
         f"  rm -rf {q(venv)}",
         f"  python3 -m venv {q(venv)}",

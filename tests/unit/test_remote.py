@@ -116,6 +116,27 @@ def test_every_gateway_hop_checks_host_keys(make_app: Callable[..., App], tmp_pa
         assert h.client.get_host_keys().lookup(name) is not None, h
 
 
+@pytest.mark.parametrize("named", [True, False])
+def test_a_named_known_hosts_replaces_the_users(make_app: Callable[..., App], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 named: bool) -> None:
+    # a stale ~/.ssh/known_hosts entry (an old test server on the same port) must not
+    # override the file hosts.yaml names for the host, as with OpenSSH's UserKnownHostsFile
+    stale, pinned = paramiko.RSAKey.generate(1024), paramiko.RSAKey.generate(1024)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "known_hosts").write_text(
+        f"[127.0.0.1]:2222 {stale.get_name()} {stale.get_base64()}\n")
+    monkeypatch.setenv("HOME", str(home))
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:2222 {pinned.get_name()} {pinned.get_base64()}\n")
+    r = remote(make_app, "deploy", known_hosts=known if named else None)
+    client = r.conn.client
+    keys = {**client.get_host_keys(), **client._system_host_keys}
+    got = keys["[127.0.0.1]:2222"]["ssh-rsa"]
+    assert got.get_base64() == (pinned if named else stale).get_base64()
+
+
 # --- a full disk named in the error ---
 
 

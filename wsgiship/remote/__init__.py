@@ -76,13 +76,15 @@ class Remote:
             forward_agent=host.forward_agent,
         )
         # Fabric accepts any host key by default, gateways (ProxyJump) too; we verify every hop
-        # against known_hosts.
+        # against known_hosts: the host's own file when hosts.yaml names one (it replaces
+        # ~/.ssh/known_hosts, as OpenSSH's UserKnownHostsFile does), else the user's.
         hop: object = conn
         while isinstance(hop, Connection):
             hop.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            hop.client.load_system_host_keys()
             if host.known_hosts:
                 hop.client.load_host_keys(str(host.known_hosts))
+            else:
+                hop.client.load_system_host_keys()
             hop = hop.gateway
         return conn
 

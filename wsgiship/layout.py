@@ -2,6 +2,7 @@
 
     <deploy_to>/releases/<release>/   the code, REVISION, .venv link, .wsgiship/ (rendered configs)
     <deploy_to>/current               symlink to the live release
+    <deploy_to>/slots/<a|b>           symlink to the release a uWSGI instance (slot) runs
     <deploy_to>/venvs/<key>/          one venv per hash of (requirements, python)
     <deploy_to>/shared/               files and dirs kept across releases; log/ and run/
     <deploy_to>/.lock/holder          who deploys now
@@ -23,6 +24,7 @@ NGINX_SITES = "/etc/nginx"
 
 
 TOOLS = "/opt/wsgiship"
+SLOTS = managers.SLOTS  # two uWSGI instances: the live release's, and the next one's beside it
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,27 @@ class Paths:
 
     @property
     def socket(self) -> str:
+        """What nginx connects to: a link to the live slot's socket, swapped to switch traffic."""
         return f"{self.run_dir}/uwsgi.sock"
 
     @property
     def fifo(self) -> str:
+        """The master fifo of a single-instance uWSGI of an older wsgiship (retired on upgrade)."""
         return f"{self.run_dir}/uwsgi.fifo"
+
+    @property
+    def slots(self) -> str:
+        return f"{self.deploy_to}/slots"
+
+    def slot(self, slot: str) -> str:
+        """The link to the release a slot's uWSGI runs (its unit reads its venv and ini there)."""
+        return f"{self.slots}/{slot}"
+
+    def slot_socket(self, slot: str) -> str:
+        return f"{self.run_dir}/uwsgi-{slot}.sock"
+
+    def slot_fifo(self, slot: str) -> str:
+        return f"{self.run_dir}/uwsgi-{slot}.fifo"
 
     @property
     def service(self) -> str:
@@ -142,7 +160,7 @@ class Paths:
     def dirs(self) -> list[str]:
         """The directories of the layout, parents first."""
         return [self.deploy_to, self.releases, self.shared, self.venvs, self.log_dir,
-                self.run_dir]
+                self.run_dir, self.slots]
 
 
 def paths_for(app: App) -> Paths:

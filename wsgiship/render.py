@@ -10,7 +10,7 @@ import jinja2
 from . import managers
 from .config import App
 from .errors import ConfigError
-from .layout import CONFIG_DIR, paths_for
+from .layout import CONFIG_DIR, SLOTS, paths_for
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 # template -> file name inside <release>/.wsgiship/ ("service": the service manager's config)
@@ -66,7 +66,10 @@ def render(app: App, release: str, app_user: str, revision: str) -> dict[str, st
         "current": paths.current,
         "shared": paths.shared,
         "socket": paths.socket,
-        "fifo": paths.fifo,
+        "release_dir": paths.release(release),
+        "run_dir": paths.run_dir,
+        "slots": paths.slots,
+        "slots_names": SLOTS,
         "app_log": paths.app_log,
         "app_user": app_user,
         "app_group": "www-data",

@@ -54,8 +54,9 @@ def client_gone():
         return True
     return not alive(keeper)
 
-def run(steps, facts):
-    """Run steps in order; the first failure ends them: (ok, reason, the failed step's output)."""
+def run(steps, facts, passed=None):
+    """Run steps in order; the first failure ends them: (ok, reason, the failed step's output).
+    `passed` collects the names of the steps that succeeded."""
     for step in steps:
         name = step["name"]
         emit(step=name, state="start")
@@ -83,6 +84,8 @@ def run(steps, facts):
             return False, reason, output
         emit(step=name, state="ok", facts=found, output=output if step.get("show") else "",
              took=took)
+        if passed is not None:
+            passed.add(name)
         if spec.get("pause") == name:
             emit(pause=name)
             deadline = time.monotonic() + 60
@@ -90,7 +93,8 @@ def run(steps, facts):
                 time.sleep(0.1)
     return True, "", ""
 
-ok, reason, output = run(spec["forward"], {})
+passed = set()
+ok, reason, output = run(spec["forward"], {}, passed)
 back, back_reason = None, ""
 if ok:
     run(spec["ok"], {})
@@ -99,9 +103,11 @@ else:
     facts = {"reason": reason}
     run(spec["failed"], facts)
     result = "failed"
+    # failed before the switch: the previous release still serves; only the new one is undone
+    way = spec["unswitched"] if "switch" not in passed and spec["unswitched"] else spec["back"]
     if spec["back"]:
         emit(back=spec["back_to"])
-        back, back_reason, _ = run(spec["back"], {})
+        back, back_reason, _ = run(way, {})
         result = "back" if back else "back_failed"
 with open(f"{lock}/.end", "a") as end:
     fcntl.flock(end, fcntl.LOCK_EX)
@@ -140,13 +146,16 @@ class JobStep:
 @dataclass(frozen=True)
 class Job:
     """Forward steps; on success the `ok` steps; on failure the `failed` steps (with $REASON in
-    their env as WSGISHIP_REASON), then the `back` steps (the way back to `back_to`)."""
+    their env as WSGISHIP_REASON), then the `back` steps (the way back to `back_to`), or, when
+    the forward steps failed before their `switch` step and there are `unswitched` steps, those
+    (`back_to` still serves: only the new release is undone)."""
 
     forward: list[JobStep]
     ok: list[JobStep] = field(default_factory=list)
     failed: list[JobStep] = field(default_factory=list)
     back: list[JobStep] = field(default_factory=list)
     back_to: str = ""
+    unswitched: list[JobStep] = field(default_factory=list)  # the way back before the switch
 
 
 def spec(job: Job, p: Paths, token: str, *, record: dict[str, dict] | None = None,
@@ -157,7 +166,7 @@ def spec(job: Job, p: Paths, token: str, *, record: dict[str, dict] | None = Non
         "lock": p.lock, "token": token, "deploys_log": p.log, "record": record,
         "elapsed": round(elapsed, 2), "pause": pause, "back_to": job.back_to,
         **{part: [asdict(s) for s in getattr(job, part)]
-           for part in ("forward", "ok", "failed", "back")},
+           for part in ("forward", "ok", "failed", "back", "unswitched")},
     }, sort_keys=True)
 
 

@@ -6,7 +6,7 @@ The service manager (systemd, supervisor) is the one `Paths.manager` names (see 
 from __future__ import annotations
 
 from .. import managers
-from ..layout import CONFIG_DIR, Paths
+from ..layout import Paths
 from ..managers import ServiceManager
 from ..privilege import as_app, root
 from ..shell import Raw, q, script
@@ -17,9 +17,9 @@ def manager(p: Paths) -> ServiceManager:
     return managers.get(p.manager, p.service)
 
 
-def install_config(p: Paths) -> str:
-    """Install the service config from `current` when it differs (then tell the manager)."""
-    new, target = p.config("current", "service"), p.service_file
+def install_config(p: Paths, release: str = "current") -> str:
+    """Install the service config from a release when it differs (then tell the manager)."""
+    new, target = p.config(release, "service"), p.service_file
     # `;` not `&&`: under set -e only a failing simple command stops the script
     return (f"if ! cmp -s {q(new)} {q(target)}; then"
             f" {root('install', '-m', '644', new, target, granted=False)};"
@@ -53,9 +53,9 @@ def hand_to_app(path: str, app_user: str) -> str:
 
 
 def install(p: Paths) -> str:
-    """Install the service config and the nginx site from `current` when they differ
-    (privileged: root commands carry $SUDO)."""
-    return script([install_config(p), *nginx.install_site(p)])
+    """Install the nginx site from `current` when it differs (privileged: root commands carry
+    $SUDO); the service config was installed by the start step."""
+    return script(nginx.install_site(p))
 
 
 def app_dirs(p: Paths, login_user: str, app_user: str, shared: tuple[str, ...] = ()) -> str:
@@ -71,82 +71,106 @@ def app_dirs(p: Paths, login_user: str, app_user: str, shared: tuple[str, ...] =
                    *(hand_to_app(o, app_user) for o in owned)])
 
 
-def reload_uwsgi(p: Paths, release: str, previous: str, processes: int,
-                 wait: int = 120, kill_previous: bool = False) -> str:
-    """Make every uWSGI worker serve `release` (privileged).
+def live_slot(p: Paths) -> str:
+    """Shell: prints the slot nginx sends traffic to (a, b), or nothing (an older wsgiship's
+    single uWSGI, or none). The run dir is the app user's: run with app_user."""
+    link = as_app("readlink", p.socket)
+    return f"$({{ {link} 2>/dev/null || true; }} | sed -n 's/^uwsgi-\\([a-z]\\)\\.sock$/\\1/p')"
 
-    Not running: start. Same venv and same uwsgi.ini (comments aside) as the running release and
-    an unchanged service config: chain reload (fifo `c`, one worker at a time, no stall).
-    Otherwise: graceful reload (re-exec the master, re-read the ini). Either way, wait until
-    every worker runs in the new release's directory (workers chdir there after fork) — a
-    reload request returns before that. uWSGI's fifo and /proc entries are the app user's:
-    they are used through $AS_APP (run it with Remote.run(app_user=...)).
-    `kill_previous`: leaving a release that failed (it may hang): its workers are killed at once
-    rather than given their reload mercy; the master forks new ones in `release`.
-    """
-    m, cfg = manager(p), CONFIG_DIR
-    new, old = q(p.release(release)), q(p.release(previous) if previous else "")
-    # the master always reads its fifo; the timeout is for a master gone meanwhile
-    chain = f"printf c | {as_app('timeout', '5', 'tee', p.fifo)} >/dev/null"
-    worker_dir = as_app("readlink", Raw('"/proc/$w/cwd"'))
+
+OLD_RELEASE = ("release {release} was rendered for a single uWSGI (an older wsgiship): it cannot "
+               "start beside the live one; deploy its code again instead")
+
+
+def start_slot(p: Paths, release: str) -> str:
+    """Start `release` in its own uWSGI instance beside the live one (privileged; run with
+    app_user): a slot that already runs it (the way back, a rollback while the previous one is
+    kept warm) is used as it is; otherwise the slot nginx does not use is stopped if something
+    is left in it, pointed at the release, and started. Prints slot= and uwsgi=."""
+    m = manager(p)
+    link = f"../releases/{release}"
+    running = " || ".join(
+        f'{{ [ "$(readlink {q(p.slot(s))} 2>/dev/null)" = {q(link)} ] && {m.is_active(s)}'
+        f" && slot={s}; }}" for s in p_slots(m))
+    ini = p.config(release, "uwsgi.ini")
     return script([
-        f"NEW={new}; OLD={old}",
-        # a service config just installed (the job's install step said unit=installed)
-        'UNIT_CHANGED=$([ "${WSGISHIP_UNIT:-}" = installed ] && echo 1 || echo 0)',
-        f"chain() {{ {chain}; }}",
-        f"if ! {m.is_active}; then",
-        f"  if {m.start}; then echo uwsgi=started; else",
-        f"    {m.why_not_started}",
-        f"    {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi",
-        'elif [ "${UNIT_CHANGED:-0}" = 1 ]; then',
-        # a changed unit (e.g. another user) needs a fresh start, not a signal to the old one
-        f"  {m.restart}; echo uwsgi=restarted",
-        "else",
-        "  mode=graceful",
-        '  if [ -n "$OLD" ] && [ "${UNIT_CHANGED:-0}" = 0 ] && [ -d "$OLD" ]'
-        ' && [ "$(readlink "$NEW/.venv")" = "$(readlink "$OLD/.venv")" ]'
-        f' && cmp -s <(grep -v "^;" "$NEW/{cfg}/uwsgi.ini") <(grep -v "^;" "$OLD/{cfg}/uwsgi.ini")'
-        f" && {as_app('test', '-p', p.fifo)}; then mode=chain; fi",
-        '  if [ $mode = chain ]; then',
-        "    chain || mode=graceful",
-        "  fi",
-        f"  if [ $mode = graceful ]; then {m.graceful}; fi",
-        "  echo uwsgi=$mode",
-        "fi",
-        # wait until every worker has chdir'd into the new release
-        'target=$(readlink -f "$NEW"); failed=$([ -z "$OLD" ] || readlink -f "$OLD")',
-        f"KILL_OLD={int(kill_previous)}",
-        f"deadline=$((SECONDS + {int(wait)}))",
-        "while :; do",
-        f"  main=$({m.main_pid} 2>/dev/null || true)",
-        "  ready=0; total=0; unknown=0",
-        # (no master yet: no workers; `pgrep -P 0` would list the kernel's own processes)
-        '  for w in $([ "${main:-0}" -gt 0 ] && pgrep -P "$main" 2>/dev/null); do total=$((total+1));',
-        f'    cwd=$({worker_dir} 2>/dev/null || true)',
-        # a worker that just exited (or a zombie not yet reaped) is not a worker any more
-        '    if [ -z "$cwd" ]; then st=$(ps -o stat= -p "$w" 2>/dev/null || true);',
-        '      case "$st" in ""|Z*) total=$((total-1)) ;; *) unknown=$((unknown+1)) ;; esac',
-        '    elif [ "$cwd" = "$target" ]; then ready=$((ready+1));',
-        '    elif [ "$KILL_OLD" = 1 ] && [ -n "$failed" ] && [ "$cwd" = "$failed" ]; then'
-        f' {as_app("kill", "-KILL", Raw(chr(34) + "$w" + chr(34)))} 2>/dev/null || true; fi; done',
-        # workers we may not look into: the health check has to tell
-        f'  if [ "$total" -ge {int(processes)} ] && [ "$unknown" = "$total" ]; then'
-        " ready=unknown; break; fi",
-        f'  if [ "$total" -ge {int(processes)} ] && [ "$ready" = "$total" ]; then break; fi',
-        '  if [ $SECONDS -ge $deadline ]; then',
-        f'    echo "only $ready of {int(processes)} workers serve the new release after {int(wait)}s"'
-        " >&2",
-        f"    {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi",
-        # a `c` sent while the master is still finishing the previous chain reload is dropped
-        # ("chain reload already running"): with no worker moving for 3 s, send it again
-        '  if [ "${mode:-}" = chain ]; then',
-        '    if [ "$ready" != "${last:-x}" ]; then last=$ready; sent=$SECONDS;',
-        '    elif [ $((SECONDS - sent)) -ge 3 ]; then sent=$SECONDS; chain || true; fi',
-        "  fi",
+        f"if ! grep -q WSGISHIP_SLOT {q(ini)}; then echo {q(OLD_RELEASE.format(release=release))}"
+        " >&2; exit 1; fi",
+        f"if {running}; then echo slot=$slot; echo uwsgi=running; exit 0; fi",
+        f"live={live_slot(p)}",
+        'slot=a; [ "$live" = a ] && slot=b',
+        # what a failed deploy or an ended watch window left there
+        *(f'if [ $slot = {s} ] && {m.is_active(s)}; then {m.stop(s)}; fi' for s in p_slots(m)),
+        # (the app's user reads its venv and ini through the link: 2750 like the layout's dirs)
+        f"[ -d {q(p.slots)} ] || mkdir -m 2750 {q(p.slots)}",
+        f'ln -sfn {q(link)} {q(p.slots)}/.$slot.tmp && mv -T {q(p.slots)}/.$slot.tmp'
+        f' {q(p.slots)}/$slot',
+        install_config(p, release),
+        *(f"if [ $slot = {s} ]; then if ! {m.start(s)}; then {m.why_not_started(s)};"
+          f" {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi; fi"
+          for s in p_slots(m)),
+        # supervisor's start returns at the spawn: wait for the socket (systemd's at READY=1)
+        "for i in $(seq 1 600); do",
+        f'  {as_app("test", "-S", Raw(q(p.run_dir) + chr(34) + "/uwsgi-$slot.sock" + chr(34)))}'
+        " && break",
+        *(f"  if [ $slot = {s} ] && ! {m.is_active(s)}; then echo \"uWSGI of slot {s} exited\""
+          f" >&2; {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi"
+          for s in p_slots(m)),
         "  sleep 0.1",
         "done",
-        "echo workers=$ready",
+        "echo slot=$slot; echo uwsgi=started",
     ])
+
+
+def p_slots(m: ServiceManager) -> tuple[str, ...]:
+    return m.slots
+
+
+def switch_traffic(p: Paths) -> str:
+    """Point nginx's socket link at the slot the start step named ($WSGISHIP_SLOT): a new link
+    renamed over the old one, which the next connection follows (no nginx reload). The run dir
+    is the app user's: run with app_user."""
+    tmp = f"{p.run_dir}/.uwsgi.sock.tmp"
+    return script([
+        'case "${WSGISHIP_SLOT:-}" in a|b) ;; *) echo "no slot to switch to" >&2; exit 1;; esac',
+        f'{as_app("ln", "-sfn", Raw(chr(34) + "uwsgi-$WSGISHIP_SLOT.sock" + chr(34)), tmp)}',
+        f"{as_app('mv', '-T', tmp, p.socket)}",
+        "echo slot=$WSGISHIP_SLOT",
+    ])
+
+
+def backlog_drained(socket: str, wait: float = 5.0) -> str:
+    """Wait (up to `wait` s) until no connection waits in the listen queue of the socket bound
+    at `socket`: nginx made them before the switch; stopping now would drop them."""
+    awk = f"awk -v s={q(socket)} '$5 == s {{ print $3; exit }}'"
+    return (f"for i in $(seq 1 {int(wait * 50)}); do n=$(ss -xlH 2>/dev/null | {awk});"
+            ' [ "${n:-0}" = 0 ] && break; sleep 0.02; done')
+
+
+def retire(p: Paths, keep_live: bool = True) -> str:
+    """Stop every uWSGI but the live slot's (privileged; run with app_user): once nginx sends
+    it nothing, each finishes its requests and exits (graceful stop, in the background), and its
+    slot link goes so it does not start at boot. An older wsgiship's single uWSGI goes too.
+    `keep_live=False` (a first deploy that failed): every slot stops."""
+    m = manager(p)
+    lines = [f"live={live_slot(p)}" if keep_live else "live=''", "stopped=''"]
+    for s in p_slots(m):
+        lines.append(
+            f'if [ "$live" != {s} ]; then'
+            f" if {m.is_active(s)}; then {backlog_drained(p.slot_socket(s))};"
+            f" ( {m.stop(s)} >/dev/null 2>&1 & ); stopped={s}; fi;"
+            f" rm -f {q(p.slot(s))}; fi")
+    # an older wsgiship's one uWSGI, bound at the socket path the live link now holds
+    fifo = as_app("timeout", "5", "tee", p.fifo)
+    graceful = (f"{as_app('test', '-p', p.fifo)} && {{ printf q | {fifo} >/dev/null || true; }}"
+                f" && for i in $(seq 1 300); do {m.legacy_active} || break; sleep 0.1; done;"
+                if m.name == "systemd" else "")
+    lines += [
+        f'if [ -n "$live" ] && {m.legacy_active}; then {backlog_drained(p.socket)}; {graceful}'
+        f" {m.legacy_stop}; stopped=single; fi",
+        'echo "retired=${stopped:-none}"',
+    ]
+    return script(lines)
 
 
 def error_log_tail(p: Paths, lines: int = 20) -> str:

@@ -6,7 +6,7 @@ template (`templates/<its template>`); hosts.yaml's `service_manager` picks it b
 
 from __future__ import annotations
 
-from .base import ServiceManager
+from .base import SLOTS, ServiceManager
 from .supervisor import Supervisor
 from .systemd import Systemd
 
@@ -25,4 +25,4 @@ def get(kind: str, service: str = "") -> ServiceManager:
         raise ValueError(f"unknown service manager {kind!r} (known: {', '.join(MANAGERS)})") from None
 
 
-__all__ = ["MANAGERS", "ServiceManager", "get", "names"]
+__all__ = ["MANAGERS", "SLOTS", "ServiceManager", "get", "names"]

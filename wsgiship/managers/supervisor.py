@@ -1,4 +1,4 @@
-"""supervisor: a program per app in /etc/supervisor/conf.d; reload = SIGHUP to uWSGI's master."""
+"""supervisor: a program per slot (`wsgiship-<app>-a`, `-b`) in /etc/supervisor/conf.d."""
 
 from __future__ import annotations
 
@@ -11,49 +11,61 @@ class Supervisor(ServiceManager):
     template = "supervisor.conf.j2"
     packages = ("supervisor",)
 
+    def instance(self, slot: str) -> str:
+        return f"{self.service}-{slot}"
+
     def service_file(self, service: str) -> str:
         return f"/etc/supervisor/conf.d/{service}.conf"
 
     def _ctl(self, *args: str) -> RootCommand:
         return root("supervisorctl", *args)
 
-    @property
-    def is_active(self) -> str:
-        return f"{self._ctl('status', self.service)} 2>/dev/null | grep -q RUNNING"
+    def is_active(self, slot: str) -> str:
+        return f"{self._ctl('status', self.instance(slot))} 2>/dev/null | grep -q RUNNING"
 
-    @property
-    def start(self) -> str:
-        running = self.is_active
-        return (f"{{ {self._ctl('reread')} >/dev/null; {self._ctl('update', self.service)}"
-                f" >/dev/null; {self._ctl('start', self.service)} >/dev/null 2>&1 || true;"
-                f" for i in $(seq 1 100); do {running} && break; sleep 0.2; done; {running}; }}")
+    def start(self, slot: str) -> str:
+        # (added to supervisord first when `fab setup` installed the config: setup only rereads)
+        # startsecs=0: RUNNING once spawned; the deploy's check waits for the app to answer
+        inst = self.instance(slot)
+        stopping = f"{self._ctl('status', inst)} 2>/dev/null | grep -q STOPPING"
+        return (f"{{ for i in $(seq 1 600); do {stopping} || break; sleep 0.1; done;"
+                f" {self._ctl('reread')} >/dev/null; {self._ctl('update', inst)} >/dev/null;"
+                f" {self._ctl('start', inst)} >/dev/null 2>&1 || true; {self.is_active(slot)}; }}")
 
-    @property
-    def restart(self) -> str:
-        # `supervisorctl update` (apply_config) already restarted a changed one
-        return f"{self.is_active} || {self.start}"
+    def stop(self, slot: str) -> str:
+        return f"{{ {self._ctl('stop', self.instance(slot))} >/dev/null; }}"
 
-    @property
-    def graceful(self) -> str:
-        return f"{self._ctl('signal', 'HUP', self.service)} >/dev/null"
+    def main_pid(self, slot: str) -> str:
+        return str(self._ctl("pid", self.instance(slot)))
 
-    @property
-    def main_pid(self) -> str:
-        return str(self._ctl("pid", self.service))
-
-    @property
-    def why_not_started(self) -> str:
-        return f"{self._ctl('tail', self.service, 'stderr')} >&2 || true"
+    def why_not_started(self, slot: str) -> str:
+        return f"{self._ctl('tail', self.instance(slot), 'stderr')} >&2 || true"
 
     @property
     def apply_config(self) -> str:
-        return f"{self._ctl('reread')} >/dev/null; {self._ctl('update', self.service)} >/dev/null"
+        # only this app's programs: `update` of all would also drop an older wsgiship's single
+        # program at once, before traffic left it (its slot retires it after the switch)
+        progs = [self.instance(s) for s in self.slots]
+        return (f"{self._ctl('reread')} >/dev/null;"
+                f" {self._ctl('update', *progs)} >/dev/null")
+
+    @property
+    def legacy_active(self) -> str:
+        return f"{self._ctl('status', self.service)} 2>/dev/null | grep -q RUNNING"
+
+    @property
+    def legacy_stop(self) -> str:
+        # no longer in the config file: `update` of it stops and removes it
+        return f"{{ {self._ctl('update', self.service)} >/dev/null || true; }}"
 
     def granted(self) -> list[RootCommand]:
-        svc = self.service
-        return [*(self._ctl(verb, svc) for verb in ("start", "status", "pid")),
-                self._ctl("signal", "HUP", svc), self._ctl("update", svc),
-                self._ctl("reread"), self._ctl("tail", svc, "stderr")]
+        return [*(self._ctl(verb, self.instance(s)) for s in self.slots
+                  for verb in ("start", "stop", "status", "pid")),
+                *(self._ctl("tail", self.instance(s), "stderr") for s in self.slots),
+                *(self._ctl("update", self.instance(s)) for s in self.slots),
+                self._ctl("update", *(self.instance(s) for s in self.slots)),
+                self._ctl("reread"), self._ctl("status", self.service),
+                self._ctl("update", self.service)]
 
     @property
     def setup_enable(self) -> str:

@@ -174,16 +174,20 @@ class Deploy:
         elif done and done.error is None:
             # published and checked, then a later step (an after_switch hook) failed
             self.out.line(f"rolling back to {self.previous}")
-            back = run_job(self.s, publish_job(self.s, self.previous, self.release, back=False,
-                                               leaving_failed=True), self.previous)
+            back = run_job(self.s, publish_job(self.s, self.previous, self.release, back=False),
+                           self.previous)
             if back.error is not None:
                 raise back.error
             back_to = self.previous
         elif done and done.result == "back":
             back_to = self.previous
-        elif done and done.result == "failed":
+        elif done and done.result == "failed" and done.switched:
             self.out.line(f"first deploy failed after the switch: the site is DOWN; release "
                           f"{self.release} is kept for inspection "
+                          f"({self.s.paths.release(self.release)})")
+        elif done and done.result == "failed":
+            self.out.line(f"release {self.release} never served a request: it failed before "
+                          f"the switch; it is kept for inspection "
                           f"({self.s.paths.release(self.release)})")
         self.s.record(self.release, "failed", revision=self.source.revision, reason=reason,
                       rolled_back_to=back_to)

@@ -44,44 +44,60 @@ def site_url(remote: Remote, app: App) -> str:
     return f"http://{host}{port}/"
 
 
-def forward_steps(s: Session, release: str, previous: str, leaving_failed: bool = False
-                  ) -> list[jobs.JobStep]:
-    """Switch `current` to a release, make the services serve it, check it through nginx.
-    `leaving_failed`: `previous` failed (it may hang): its workers are killed, not waited for."""
+def forward_steps(s: Session, release: str) -> list[jobs.JobStep]:
+    """Start a release in its own uWSGI beside the live one, check it on its own socket, switch
+    `current` and nginx's socket link to it, check it through nginx, stop the other uWSGI."""
     p, r, app, h = s.paths, s.remote, s.app, s.app.health
-    step = jobs.JobStep
+    host, step = health_host(app), jobs.JobStep
+    slot_socket = Raw(q(p.run_dir) + '"/uwsgi-$WSGISHIP_SLOT.sock"')
     return [
-        step("switch", "switch current", r.job_body(rel.switch(p, release))),
-        step("install", "install service and site", r.job_body(services.install(p), priv=True)),
-        step("uwsgi", "reload uWSGI",
-             r.job_body(services.reload_uwsgi(p, release, previous, app.processes,
-                                              kill_previous=leaving_failed),
-                        priv=True, app_user=s.app_user)),
+        step("start", "start uWSGI",
+             r.job_body(services.start_slot(p, release), priv=True, app_user=s.app_user),
+             timeout=h.timeout + 150),
+        step("check", "check the new uWSGI",
+             r.job_body(health.slot_check(slot_socket, app.http_port, host, h.path, h.status,
+                                          release, h.timeout), app_user=s.app_user),
+             timeout=h.timeout + 30, show=True),
+        step("switch", "switch current",
+             r.job_body(rel.switch(p, release) + services.switch_traffic(p),
+                        app_user=s.app_user)),
+        step("install", "install the site", r.job_body(services.install(p), priv=True)),
         step("nginx", "reload nginx", r.job_body(nginx.reload_nginx(p), priv=True)),
         step("health", "health check",
-             r.job_body(health.health_check(app.http_port, health_host(app), h.path, h.status,
+             r.job_body(health.health_check(app.http_port, host, h.path, h.status,
                                             release, h.timeout)),
              timeout=h.timeout + 30, show=True),
+        step("retire", "stop the old uWSGI",
+             r.job_body(services.retire(p), priv=True, app_user=s.app_user)),
     ]
 
 
 def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
-                back: bool = True, leaving_failed: bool = False, why: str = "") -> jobs.Job:
+                back: bool = True, why: str = "", unswitched: bool = True) -> jobs.Job:
     """The job that publishes `release` and, when it fails and `back`, publishes `previous`
-    again. `mark`: the release is pending: the job marks it ok, or failed ("<why><reason>")."""
+    again. `mark`: the release is pending: the job marks it ok, or failed ("<why><reason>").
+    `unswitched`: a failure before the switch only stops the new release's uWSGI (not for a
+    release that is live already: its way back is the whole way)."""
     p, r = s.paths, s.remote
     failed = [jobs.JobStep("applog", "read the app log",
                            r.job_body(services.error_log_tail(p, 12), app_user=s.app_user),
                            optional=True, show=True)]
+    if not (back and previous):
+        # nothing to go back to: the new release's uWSGI stops (it never served, or the site
+        # is down either way)
+        failed.append(jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
+            services.retire(p, keep_live=False), priv=True, app_user=s.app_user), optional=True))
     if mark:
         failed.append(jobs.JobStep("mark", "mark failed", r.job_body(
             rel.mark_failed(p, release, Raw(q(why) + '"$WSGISHIP_REASON"'))), optional=True))
     return jobs.Job(
-        forward=forward_steps(s, release, previous, leaving_failed),
+        forward=forward_steps(s, release),
         ok=[jobs.JobStep("mark", "mark ok", r.job_body(rel.mark_ok(p, release)))] if mark else [],
         failed=failed,
-        back=forward_steps(s, previous, release, True) if back and previous else [],
-        back_to=previous if back else "")
+        back=forward_steps(s, previous) if back and previous else [],
+        back_to=previous if back else "",
+        unswitched=[jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
+            services.retire(p), priv=True, app_user=s.app_user))] if unswitched else [])
 
 
 @dataclass
@@ -92,13 +108,21 @@ class Outcome:
     result: str
     reason: str = ""
     error: WsgishipError | None = None
+    switched: bool = False  # the new release received traffic before it failed
 
 
 def detail_of(name: str, facts: dict[str, str], s: Session) -> str:
     if name == "switch":
-        return f"current -> releases/{facts.get('release', '?')}"
-    if name == "uwsgi":
-        return f"{facts.get('uwsgi', '')}, {facts.get('workers', '?')} workers on the release"
+        return f"current -> releases/{facts.get('release', '?')}, nginx -> slot {facts.get('slot', '?')}"
+    if name == "start":
+        how = "already running" if facts.get("uwsgi") == "running" else "started"
+        return f"slot {facts.get('slot', '?')} {how}, {s.app.processes} workers"
+    if name == "check":
+        return f"{s.app.health.path} -> {facts.get('status', '?')} (its own socket)"
+    if name == "retire":
+        gone = facts.get("retired", "none")
+        return {"none": "nothing else ran", "single": "the single uWSGI of before stopped"}.get(
+            gone, f"slot {gone} stopping gracefully")
     if name == "nginx":
         return facts.get("nginx", "")
     if name == "health":
@@ -135,6 +159,7 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
     raw: list[str] = []
     failure: dict = {}
     shown = release  # the release the steps now publish: the way back publishes another
+    switched = False
     while True:
         select.select([stream], [], [], 1.0)
         lines, err = stream.pump()
@@ -148,6 +173,11 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
             name = event.get("step", "")
             if event.get("state") == "start" and name not in QUIET:
                 ends[name] = s.out.begin(name)
+            elif event.get("state") == "ok" and name == "switch" and shown == release:
+                switched = True
+                if name in ends:
+                    facts = {**event.get("facts", {}), "release": shown}
+                    ends.pop(name)(detail_of(name, facts, s), took=event.get("took"))
             elif event.get("state") == "ok" and name in ends:
                 facts = {**event.get("facts", {}), "release": shown}
                 ends.pop(name)(detail_of(name, facts, s), took=event.get("took"))
@@ -159,10 +189,15 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
                 s.out.line(f"test pause after {event['pause']}")
             elif "back" in event:
                 shown = event["back"]
-                if back_line:
+                if not switched:
+                    s.out.line(f"release {release} failed before the switch and never served a "
+                               f"request ({failure.get('reason', '?')}); {shown} keeps serving")
+                elif back_line:
                     s.out.line(back_line.format(reason=failure.get("reason", "?")))
             elif "result" in event:
-                return outcome(s.remote, event, failure)
+                done = outcome(s.remote, event, failure)
+                done.switched = switched
+                return done
         if stream.done:
             stream.exit_code()  # a dropped connection raises here
             raise s.remote.error("the publish job on the server ended without a result; its "
@@ -207,7 +242,7 @@ def recovering(s: Session) -> str:
                f"verifying it now")
     good = read_state(s.remote, s.app).previous_good()
     back_to = good.name if good else ""
-    job = publish_job(s, current, back_to, mark=True, why="unverified, then ")
+    job = publish_job(s, current, back_to, mark=True, why="unverified, then ", unswitched=False)
     done = run_job(s, job, current, f"release {current} failed its check ({{reason}}); "
                                     f"back to {back_to}",
                    record=s.entries(current, back_to, recovered=True))

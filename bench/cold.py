@@ -10,24 +10,16 @@ and the wheelhouse path. Prints figures and ratios; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import testhost as th  # noqa: E402
-import yaml  # noqa: E402
-
+from bench.common import ROOT, Bench, set_text, th  # noqa: E402
 from wsgiship.source import UWSGI_PACKAGES  # noqa: E402
-
-FAB = str(Path(sys.executable).parent / "fab")
 
 # the floor, as the deploy user in one SSH session: timed on the server
 FLOOR = r'''
@@ -48,35 +40,7 @@ echo "took=$(python3 -c "print($t1 - $t0)")"
 '''
 
 
-class Bench:
-    def __init__(self, host: th.TestHost, work: Path) -> None:
-        self.host, self.work, self.n = host, work, 0
-
-    def app(self, **settings: object) -> tuple[Path, dict]:
-        """A fresh app (fresh deploy_to: empty caches) and the env that deploys it."""
-        self.n += 1
-        name = f"cold{self.n}"
-        app_dir = self.work / name
-        shutil.copytree(ROOT / "examples" / "hello", app_dir)
-        hosts = self.work / f"{name}.yaml"
-        hosts.write_text(yaml.safe_dump({
-            "app": {"name": name, "source": str(app_dir), "wsgi": "hello:app",
-                    "server_name": "localhost", "processes": 2, **settings},
-            "hosts": {"b": {"host": self.host.host, "port": self.host.ssh_port, "user": "deploy",
-                            "identity": str(self.host.key_path),
-                            "known_hosts": str(self.host.known_hosts),
-                            "http_port": th.find_free_port()}},
-        }))
-        return app_dir, {**os.environ, "WSGISHIP_HOSTS": str(hosts)}
-
-    def fab(self, env: dict, *a: str) -> tuple[float, str]:
-        t0 = time.monotonic()
-        res = subprocess.run([FAB, *a, "-H", "b"], cwd=ROOT, env=env, text=True,
-                             capture_output=True)
-        if res.returncode:
-            sys.exit(f"fab {' '.join(a)} failed:\n{res.stdout}\n{res.stderr}")
-        return time.monotonic() - t0, res.stdout
-
+class ColdBench(Bench):
     def cold(self, **settings: object) -> tuple[float, str, Path, dict]:
         """`fab setup` (not timed), then the timed first deploy."""
         app_dir, env = self.app(**settings)
@@ -97,11 +61,6 @@ class Bench:
         return float(re.search(r"took=([\d.]+)", res.stdout).group(1))
 
 
-def set_text(app_dir: Path, text: str) -> None:
-    path = app_dir / "hello.py"
-    path.write_text(re.sub(r'return "[^"]*"', f'return "{text}"', path.read_text()))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3, help="paired runs of floor and cold deploy")
@@ -109,7 +68,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="wsgiship-cold-"))
     host = th.boot("cold", work / "host")
     try:
-        b = Bench(host, work)
+        b = ColdBench(host, work, prefix="cold")
         floors, colds = [], []
         for _ in range(args.runs):
             took, out, app_dir, env = b.cold(uwsgi_package="pyuwsgi")

@@ -1,94 +1,123 @@
-"""Benchmarks against a real test host: redeploy time, and a load through nginx during a
-code-only deploy, a venv-changing deploy and a rollback. Prints figures; asserts nothing.
+"""Benchmarks against a real test host, side by side in one run. Prints figures; asserts nothing.
 
-    python bench/run.py [--seconds 20] [--connections 8]
+1. Warm code-only redeploy against the floor (bench/floor.sh: the same job bare, in one SSH
+   session), paired and alternated, 2 workers; then wsgiship alone with 8 workers.
+2. Under a loopback load through nginx: a code-only deploy, a requirements-changing deploy, a
+   rollback, and a deploy whose new release answers 500: requests served and failed, 5xx seen,
+   worst latency during the operation.
+3. The peak RSS of `fab`.
+
+    python bench/run.py [--pairs 5] [--connections 8] [--seconds 12]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import testhost as th  # noqa: E402
-import yaml  # noqa: E402
-
+from bench.common import ROOT, Bench, peak_child_rss_mb, set_text, th  # noqa: E402
 from bench.loadgen import Load  # noqa: E402
 
-FAB = str(Path(sys.executable).parent / "fab")
+FLOOR = str(ROOT / "bench" / "floor.sh")
+BROKEN = ("from flask import Flask\n\napp = Flask(__name__)\n\n\n"
+          "@app.route('/')\ndef index():\n    return 'broken', 500\n")
+
+
+def floor(host: th.TestHost, *args: str) -> float:
+    env = {"SSH": " ".join(host.ssh_args("root")), "PATH": "/usr/bin:/bin"}
+    t0 = time.monotonic()
+    subprocess.run([FLOOR, *args], env=env, check=True, capture_output=True)
+    return time.monotonic() - t0
+
+
+def redeploys(b: Bench, app_dir: Path, env: dict, pairs: int, floor_port: int) -> None:
+    host = b.host
+    venv = host.run(f"readlink -f /srv/{app_dir.name}/current/.venv").stdout.strip()
+    floor(host, "setup", venv, str(floor_port), "2")
+    floor_dir = b.work / "floor-app"
+    shutil.copytree(app_dir, floor_dir)
+    set_text(floor_dir, "floor 0")
+    floor(host, "deploy", str(floor_dir), str(floor_port), "floor 0")  # starts its uWSGI
+    ours, bare = [], []
+    for i in range(pairs):
+        set_text(app_dir, f"pair {i}")
+        ours.append(b.fab(env, "deploy")[0])
+        set_text(floor_dir, f"floor {i + 1}")
+        bare.append(floor(host, "deploy", str(floor_dir), str(floor_port), f"floor {i + 1}"))
+    two = statistics.median(ours)
+    print(f"warm code-only redeploy, 2 workers ({pairs} pairs, medians): wsgiship {two:.2f} s, "
+          f"floor {statistics.median(bare):.2f} s: {two / statistics.median(bare):.2f}x the floor")
+    print(f"  wsgiship runs: {', '.join(f'{t:.2f}' for t in ours)}")
+    print(f"  floor runs:    {', '.join(f'{t:.2f}' for t in bare)}")
+    port = int(b.hosts_file(app_dir).read_text().split("http_port: ")[1].split()[0])
+    b.write(app_dir, port, processes=8)
+    b.fab(env, "deploy")
+    eight = []
+    for i in range(pairs):
+        set_text(app_dir, f"eight {i}")
+        eight.append(b.fab(env, "deploy")[0])
+    print(f"warm code-only redeploy, 8 workers ({pairs} runs, median): "
+          f"{statistics.median(eight):.2f} s: {statistics.median(eight) / two:.2f}x the 2-worker "
+          f"figure")
+    b.write(app_dir, port, processes=2)
+    b.fab(env, "deploy")
+
+
+def under_load(b: Bench, env: dict, port: int, label: str, action: tuple[str, ...],
+               seconds: float, connections: int) -> None:
+    with Load(port, connections=connections, max_seconds=seconds + 120,
+              max_requests=3_000_000) as load:
+        time.sleep(2)
+        t0 = time.monotonic()
+        took, _ = b.fab(env, *action, check=False)
+        t1 = time.monotonic()
+        time.sleep(max(0.0, seconds - (t1 - t0) - 2))
+    r = load.result
+    fives = sum(1 for s in r.samples if s.status is not None and s.status >= 500)
+    print(f"{label:<30} took {took:5.1f} s | failed {len(r.failed)}, 5xx {fives}, worst latency "
+          f"during it {r.max_latency(t0, t1) * 1000:.0f} ms | whole run: {r.summary()}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=20.0, help="load duration per scenario")
+    ap.add_argument("--pairs", type=int, default=5, help="paired redeploys, floor and wsgiship")
+    ap.add_argument("--seconds", type=float, default=12.0, help="load duration per scenario")
     ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wsgiship-bench-"))
     host = th.boot("bench", work / "host")
     try:
-        app_dir = work / "app"
-        shutil.copytree(ROOT / "examples" / "hello", app_dir)
-        port = th.find_free_port()
-        hosts = work / "hosts.yaml"
-        hosts.write_text(yaml.safe_dump({
-            "app": {"name": "bench", "source": str(app_dir), "wsgi": "hello:app",
-                    "server_name": "localhost", "processes": 4, "threads": 2},
-            "hosts": {"b": {"host": host.host, "port": host.ssh_port, "user": "deploy",
-                            "identity": str(host.key_path), "known_hosts": str(host.known_hosts),
-                            "http_port": port}},
-        }))
-        env = {**os.environ, "WSGISHIP_HOSTS": str(hosts)}
+        b = Bench(host, work, prefix="bench")
+        app_dir, env = b.app(threads=2)
+        took, _ = b.fab(env, "deploy")
+        print(f"first deploy (venv built with pip, no fab setup): {took:.1f} s")
+        redeploys(b, app_dir, env, args.pairs, th.find_free_port())
+        port = int(b.hosts_file(app_dir).read_text().split("http_port: ")[1].split()[0])
 
-        def fab(*a: str) -> tuple[float, str]:
-            t0 = time.monotonic()
-            res = subprocess.run([FAB, *a, "-H", "b"], cwd=ROOT, env=env, text=True,
-                                 capture_output=True)
-            if res.returncode:
-                sys.exit(f"fab {' '.join(a)} failed:\n{res.stdout}\n{res.stderr}")
-            return time.monotonic() - t0, res.stdout
+        def run(label: str, action: tuple[str, ...]) -> None:
+            under_load(b, env, port, label, action, args.seconds, args.connections)
 
-        def set_text(text: str) -> None:
-            path = app_dir / "hello.py"
-            path.write_text(re.sub(r'return "[^"]*"', f'return "{text}"', path.read_text()))
-
-        took, _ = fab("deploy")
-        print(f"first deploy (venv built, no fab setup: pip): {took:6.1f} s")
-        times = []
-        for i in range(3):
-            set_text(f"redeploy {i}")
-            took, _ = fab("deploy")
-            times.append(took)
-        print(f"code-only redeploy (3 runs):                 {min(times):6.1f} s best, "
-              f"{max(times):.1f} s worst")
-
-        def under_load(label: str, action: tuple[str, ...], before: callable) -> None:
-            before()
-            with Load(port, connections=args.connections, max_seconds=args.seconds + 60,
-                      max_requests=2_000_000) as load:
-                time.sleep(2)
-                t0 = time.monotonic()
-                took, out = fab(*action)
-                t1 = time.monotonic()
-                time.sleep(max(0.0, args.seconds - (t1 - t0) - 2))
-            mode = re.search(r"uwsgi\s+[\d.]+s\s+(\w+)", out)
-            r = load.result
-            print(f"{label:<28} reload={mode.group(1) if mode else '?':<9} took {took:5.1f} s | "
-                  f"whole run: {r.summary()} | during the {action[0]}: {r.summary(t0, t1)}")
-
-        under_load("code-only deploy", ("deploy",), lambda: set_text("load A"))
-        under_load("rollback", ("rollback",), lambda: None)
+        set_text(app_dir, "load A")
+        run("code-only deploy", ("deploy",))
+        run("rollback", ("rollback",))
         reqs = app_dir / "requirements.txt"
-        under_load("requirements-change deploy", ("deploy",),
-                   lambda: reqs.write_text(reqs.read_text() + "six==1.16.0\n"))
+        reqs.write_text(reqs.read_text() + "six==1.16.0\n")
+        set_text(app_dir, "load B")
+        run("requirements-change deploy", ("deploy",))
+        hello = app_dir / "hello.py"
+        good = hello.read_text()
+        hello.write_text(BROKEN)
+        run("deploy of a release failing", ("deploy",))
+        hello.write_text(good)
+        print(f"peak RSS of fab: {peak_child_rss_mb():.0f} MB")
     finally:
         host.stop()
         shutil.rmtree(work, ignore_errors=True)

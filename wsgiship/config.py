@@ -30,6 +30,8 @@ class Health:
     path: str = "/"
     status: int = 200
     timeout: int = 60
+    watch: int = 0                  # seconds the previous release stays warm after the switch
+    max_5xx_percent: float = 1.0    # above this share of 5xx answers in the watch: switch back
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,17 @@ def _str(value: Any) -> str:
     return value
 
 
+def _number_in(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Bad("a number")
+        if not lo <= value <= hi:
+            raise Bad(f"a number from {lo:g} to {hi:g}")
+        return float(value)
+
+    return check
+
+
 def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -238,6 +249,8 @@ HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
     "path": _match(re.compile(r"^/\S*$"), "a URL path starting with /"),
     "status": _int_in(100, 599),
     "timeout": _int_in(1, 3600),
+    "watch": _int_in(0, 3600),
+    "max_5xx_percent": _number_in(0, 100),
 }
 HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
     "host": _match(re.compile(r"^[\w.:-]+$"), "a host name or IP address"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
 from conftest import FAB, ROOT, Project, make_project
@@ -46,6 +47,15 @@ def app_returning(body: str) -> str:
     """hello.py whose index runs `body`."""
     return f"import time\n\nfrom flask import Flask\n\napp = Flask(__name__)\n\n\n" \
            f"@app.route('/')\ndef index():\n    {body}\n"
+
+
+def app_failing_after_its_first_answer() -> str:
+    """hello.py that answers its first request (the check on its own socket, before the
+    switch) and 500 to every later one (the health check through nginx, after the switch)."""
+    marker = f"/tmp/answered-{uuid.uuid4().hex}"
+    return app_returning(f"if os.path.exists({marker!r}):\n        return 'broken', 500\n"
+                         f"    open({marker!r}, 'w').close()\n    return 'first'").replace(
+        "import time\n", "import os\nimport time\n", 1)
 
 
 def statuses(p: Project) -> dict[str, str]:
@@ -98,7 +108,7 @@ def test_a_client_killed_after_the_switch_leaves_the_server_to_check_and_go_back
     p, good = app, app.current()
     hello = p.app_dir / "hello.py"
     source = hello.read_text()
-    hello.write_text(app_returning('return "broken", 500'))
+    hello.write_text(app_failing_after_its_first_answer())
     try:
         deploy_killed_when(p, f'[ "$(readlink {p.deploy_to}/current)" != "releases/{good}" ]')
         broken = p.remote(f"ls -1t {p.deploy_to}/releases | head -n1").strip()
@@ -121,7 +131,7 @@ def test_a_release_left_unverified_by_a_dead_job_is_resolved_by_the_next_deploy(
     p, good = app, app.current()
     hello = p.app_dir / "hello.py"
     source = hello.read_text()
-    hello.write_text(app_returning('return "broken", 500'))
+    hello.write_text(app_failing_after_its_first_answer())
     env = {**os.environ, "WSGISHIP_HOSTS": str(p.hosts_file), "WSGISHIP_TEST_PAUSE": "job:switch"}
     proc = subprocess.Popen([FAB, "deploy", "-H", "t"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -153,8 +163,6 @@ def test_a_release_whose_health_path_hangs_is_left_after_two_probes(app: Project
     hello = p.app_dir / "hello.py"
     source = hello.read_text()
     hello.write_text(app_returning('time.sleep(40); return "slow"'))
-    log = f"/var/log/nginx/{p.name}.access.log"
-    before = int(p.remote(f"wc -l < {log}").strip() or 0)
     try:
         res = p.deploy()
     finally:
@@ -162,11 +170,8 @@ def test_a_release_whose_health_path_hangs_is_left_after_two_probes(app: Project
     assert res.returncode != 0
     assert "no answer within 5 s (2 in a row)" in res.stderr, res.stderr
     assert p.current() == good and p.get("/")[0] == 200 and not p.lock_exists()
-    probes = [line for line in p.remote(f"tail -n +{before + 1} {log}").splitlines()
-              if "wsgiship-health" in line]
-    timed_out = [line for line in probes if '" 499 ' in line or '" 504 ' in line]
-    assert len(timed_out) == 2, probes
-    # the hung workers were killed on the way back, not waited for: none is left in that release
+    assert "before the switch" in res.stderr, res.stderr
+    # the hung workers were killed, not waited for: none is left in that release
     failed = p.remote(f"ls -1t {p.deploy_to}/releases | head -n1").strip()
     cwds = p.remote(f"for w in $(pgrep -f 'uwsgi --ini {p.deploy_to}'); do"
                     f" readlink /proc/$w/cwd; done")

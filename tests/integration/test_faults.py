@@ -171,10 +171,10 @@ def test_health_check_500_rolls_back(app):
     assert res.returncode != 0
     err = res.stderr
     assert "health check failed" in err and "answered 500" in err
-    assert f"http://localhost:{app.http_port}/" in err
+    assert f"http://localhost:{app.http_port}/" in err and "before the switch" in err
     assert "Internal Server Error" in err          # first lines of the body
     assert "ValueError: view is broken" in err     # last lines of the app log
-    assert f"rolling back to {current}" in res.stdout
+    assert "never served a request" in res.stdout and f"{current} keeps serving" in res.stdout
     assert_unharmed(app, current)
     newest = sorted(app.releases())[-1]
     assert "health check failed" in app.remote(f"cat {app.deploy_to}/releases/{newest}/FAILED")
@@ -294,15 +294,19 @@ def test_rollback_errors_change_nothing(host, tmp_path):
 
 
 
-def test_first_deploy_failing_health_says_site_is_down_and_keeps_release(host, tmp_path):
+def test_first_deploy_failing_its_check_says_so_and_keeps_release(host, tmp_path):
     p = make_project(host, tmp_path, health={"path": "/", "status": 200, "timeout": 5})
     src = (p.app_dir / "hello.py").read_text()
     (p.app_dir / "hello.py").write_text(src.replace('return "Hello World!"',
                                                     'raise ValueError("never worked")'))
     res = p.deploy()
     assert res.returncode != 0
-    assert "first deploy failed after the switch: the site is DOWN" in res.stdout
+    assert "never served a request: it failed before the switch" in res.stdout, res.stdout
     assert "health check failed" in res.stderr and "ValueError: never worked" in res.stderr
+    assert "before the switch" in res.stderr, res.stderr
+    # its uWSGI was stopped: nothing of it is left running
+    assert not p.remote(f"systemctl list-units --no-legend --state=active 'wsgiship-{p.name}@*'",
+                        check=False).strip()
     (release,) = p.releases()
     assert p.remote(f"cat {p.deploy_to}/releases/{release}/FAILED").strip()
     assert not p.lock_exists()

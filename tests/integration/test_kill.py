@@ -21,10 +21,10 @@ from test_crash import statuses
 
 from bench.loadgen import Load
 
-DEPLOY_POINTS = ["before:updating", "before:validating", "before:publishing", "job:switch",
-                 "job:install", "job:uwsgi", "job:nginx", "job:health", "job:mark",
-                 "before:finishing"]
-ROLLBACK_POINTS = ["before:publishing", "job:switch", "job:uwsgi", "job:nginx", "job:health",
+DEPLOY_POINTS = ["before:updating", "before:validating", "before:publishing", "job:start",
+                 "job:check", "job:switch", "job:install", "job:nginx", "job:health",
+                 "job:retire", "job:mark", "before:finishing"]
+ROLLBACK_POINTS = ["before:publishing", "job:start", "job:switch", "job:health", "job:retire",
                    "before:finishing"]
 
 
@@ -119,7 +119,7 @@ def test_a_rollback_killed_at_a_stage_boundary_leaves_nothing_for_a_person(app: 
 def test_a_killed_clients_publish_is_logged_by_the_server(app: Project) -> None:
     p = app
     p.set_text("logged by the server")
-    killed_at(p, "job:uwsgi", "deploy")
+    killed_at(p, "job:start", "deploy")
     settled(p)
     last = p.remote(f"tail -n1 {p.deploy_to}/deploys.log")
     assert '"finished_by": "server (its client was gone)"' in last, last
@@ -129,7 +129,7 @@ def test_a_killed_clients_publish_is_logged_by_the_server(app: Project) -> None:
 def test_ctrl_c_during_the_publish_says_the_server_finishes_it(app: Project) -> None:
     p = app
     p.set_text("after ctrl-c")
-    env = {**os.environ, "WSGISHIP_HOSTS": str(p.hosts_file), "WSGISHIP_TEST_PAUSE": "job:uwsgi"}
+    env = {**os.environ, "WSGISHIP_HOSTS": str(p.hosts_file), "WSGISHIP_TEST_PAUSE": "job:start"}
     proc = subprocess.Popen([FAB, "deploy", "-H", "t"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []

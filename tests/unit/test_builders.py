@@ -12,6 +12,7 @@ from fakes import NAME
 from wsgiship import shell
 from wsgiship.commands import checks, health, job, nginx, release, services, venv
 from wsgiship.layout import Paths
+from wsgiship.shell import Raw, q
 
 
 def all_builders(p: Paths) -> list[str]:
@@ -30,10 +31,13 @@ def all_builders(p: Paths) -> list[str]:
         checks.unit_check(p, NAME, "web1"),
         nginx.site_check(p, NAME, "web1"),
         services.install(p),
+        shell.script([services.install_config(p, NAME)]),
         services.app_dirs(p, "deploy", "wsgiship-app", ("media", ".env")),
         services.app_dirs(p, "deploy", "deploy"),
-        services.reload_uwsgi(p, NAME, "older", 2),
-        services.reload_uwsgi(p, NAME, "", 2),
+        services.start_slot(p, NAME),
+        services.switch_traffic(p),
+        services.retire(p),
+        services.retire(p, keep_live=False),
         nginx.reload_nginx(p),
         release.force_unlock(p),
         release.keeper(p, "t"),
@@ -41,6 +45,9 @@ def all_builders(p: Paths) -> list[str]:
         job.launch(p, NAME, "{}", "t", "runuser -u deploy --"),
         job.follow(p, NAME, 123),
         health.health_check(80, "localhost", "/", 200, NAME, 60),
+        health.slot_check(p.slot_socket("a"), 80, "localhost", "/", 200, NAME, 60),
+        health.slot_check(Raw(q(p.run_dir) + '"/uwsgi-$WSGISHIP_SLOT.sock"'), 80, "localhost",
+                          "/", 200, NAME, 60),
         services.error_log_tail(p),
     ]
 

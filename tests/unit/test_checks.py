@@ -198,19 +198,28 @@ def test_unit_check_refuses_a_change_sudo_does_not_allow(deploy: Path, fakebin: 
         assert "-User=web" in res.stderr and "+User=deploy" in res.stderr
 
 
-def test_unit_check_asks_sudo_for_the_exact_install_command(deploy: Path, fakebin: Path,
-                                                            sh) -> None:
+def unit_check_listed(deploy: Path, fakebin: Path, sh) -> tuple[FakeRootPaths, list[str]]:
+    """A changed service config, checked by a deploy user sudo allows: the command it listed."""
     p = service_config(deploy, NAME, UNIT, UNIT.replace("deploy", "web"))
     res = sh(priv(checks.unit_check(p, NAME, "web1"), "sudo -n"),
              env=as_deploy(fakebin, SUDO_LIST_RC="0"))
     assert res.returncode == 0, res.stderr
     listed = shlex.split(calls(fakebin)[0])
     assert listed[:3] == ["sudo", "-n", "-l"]
-    # the very command services.install will run (sudo -l matches it argument for argument)
-    install_line = line_with(services.install(p), "unit=installed")
-    installed = shlex.split(install_line.partition("$SUDO ")[2].partition(";")[0])
-    assert listed[3:] == installed == [
-        "install", "-m", "644", f"{deploy}/current/.wsgiship/service", p.service_file]
+    return p, listed[3:]
+
+
+def test_unit_check_asks_sudo_for_the_exact_install_command(deploy: Path, fakebin: Path,
+                                                            sh) -> None:
+    p, listed = unit_check_listed(deploy, fakebin, sh)
+    # the very command start_slot will run (sudo -l matches it argument for argument): from
+    # the release itself, to the template unit of the slots' instances
+    start = services.start_slot(p, NAME)
+    installed = shlex.split(line_with(start, "unit=installed").partition("$SUDO ")[2]
+                            .partition(";")[0])
+    assert listed == installed == [
+        "install", "-m", "644", f"{deploy}/releases/{NAME}/.wsgiship/service", p.service_file]
+    assert p.service_file.endswith("/etc/systemd/system/wsgiship-app@.service")
 
 
 def test_unit_check_is_skipped_when_the_script_runs_as_root(deploy: Path, fakebin: Path,

@@ -1,22 +1,28 @@
-"""wsgiship.commands.health: the health probe, against a local HTTP server."""
+"""wsgiship.commands.health: the health probe, against a local HTTP server (through nginx), and
+against a local uwsgi-protocol server on a unix socket (a slot's own uWSGI)."""
 
 from __future__ import annotations
 
 import http.server
 import os
 import shlex
+import shutil
 import signal
+import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fakes import HOSTILE, NAME, fake_env
+from fakes import HOSTILE, NAME, as_app, as_app_calls, as_deploy, fake_env
 
 from wsgiship import shell
 from wsgiship.commands import health
+from wsgiship.shell import Raw, q
 
 
 def test_health_check_passes_each_value_as_one_argument() -> None:
@@ -214,3 +220,115 @@ def test_two_timeouts_in_a_row_end_the_health_check(hung_runs, scenario: str) ->
     assert lines[3].startswith("reason=health check failed: GET http://localhost:")
     assert f"/ no answer, expected 200 from release {NAME} (waited {lines[2][7:]}s)" in lines[3]
     assert lines[4:] == ["no answer within 5 s (2 in a row): timed out"]
+
+
+# --- slot_check: the new slot's uWSGI asked on its own socket, in the uwsgi protocol ---
+
+
+def test_slot_check_passes_each_value_as_one_argument() -> None:
+    text = health.slot_check("/srv/my app/shared/run/uwsgi-a.sock", 8080, "example.com",
+                             "/x?a=1&b=" + HOSTILE, 204, HOSTILE, 9)
+    argv = shlex.split(text.removeprefix(shell.HEADER))
+    assert argv == ["$AS_APP", "python3", "-c", health.HEALTH_PROBE,  # as the app: its socket
+                    "unix:/srv/my app/shared/run/uwsgi-a.sock", "example.com",
+                    "/x?a=1&b=" + HOSTILE, "204", HOSTILE, "9", "8080"]
+
+
+class _Uwsgi(socketserver.StreamRequestHandler):
+    """A uWSGI worker, as far as the probe can tell: it reads the uwsgi packet (a 4-byte header,
+    then the CGI vars as length-prefixed strings) and answers plain HTTP."""
+
+    status = 200
+    release: str | None = NAME
+    seen: list[tuple[int, int, dict[str, str]]] = []
+
+    def handle(self) -> None:
+        head = self.rfile.read(4)
+        data, env = self.rfile.read(int.from_bytes(head[1:3], "little")), {}
+        while data:
+            k = int.from_bytes(data[:2], "little")
+            v = int.from_bytes(data[2 + k:4 + k], "little")
+            env[data[2:2 + k].decode()] = data[4 + k:4 + k + v].decode()
+            data = data[4 + k + v:]
+        type(self).seen.append((head[0], head[3], env))
+        header = f"X-Wsgiship-Release: {self.release}\r\n" if self.release else ""
+        self.wfile.write(f"HTTP/1.1 {self.status} Whatever\r\n{header}Content-Length: 3\r\n\r\n"
+                         "ok\n".encode())
+
+
+@pytest.fixture
+def uwsgi_dir() -> Iterator[Path]:
+    """A run dir at a short path (a unix socket's path must fit in 108 bytes), with a space."""
+    top = Path(tempfile.mkdtemp(prefix="ws-", dir="/tmp"))
+    (top / "my run").mkdir()
+    yield top / "my run"
+    shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def uwsgi_server() -> Iterator[Callable[[Path], type[_Uwsgi]]]:
+    """Serve the uwsgi protocol at a socket path; its handler class (what it saw, and says)."""
+    servers: list[socketserver.ThreadingUnixStreamServer] = []
+
+    def serve(path: Path) -> type[_Uwsgi]:
+        handler = type("Handler", (_Uwsgi,), {"seen": []})
+        server = socketserver.ThreadingUnixStreamServer(str(path), handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return handler
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_slot_check_asks_the_slot_as_nginx_would(uwsgi_dir: Path, uwsgi_server, fakebin: Path,
+                                                 sh) -> None:
+    handler = uwsgi_server(uwsgi_dir / "uwsgi-a.sock")
+    text = health.slot_check(str(uwsgi_dir / "uwsgi-a.sock"), 8080, "shop.example.com",
+                             "/healthz?x=1", 200, NAME, 5)
+    res = sh(as_app(text, "sudo -n -u web --"), env=as_deploy(fakebin))
+    assert (res.returncode, res.stdout) == (0, "status=200\n"), res.stdout + res.stderr
+    (modifier1, modifier2, env), = handler.seen
+    assert (modifier1, modifier2) == (0, 0)  # a WSGI request
+    # the site's Host and port, as nginx passes them (uwsgi_params)
+    assert env == {"REQUEST_METHOD": "GET", "REQUEST_URI": "/healthz?x=1",
+                   "PATH_INFO": "/healthz", "QUERY_STRING": "x=1", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "SERVER_NAME": "shop.example.com", "SERVER_PORT": "8080",
+                   "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "shop.example.com",
+                   "HTTP_USER_AGENT": "wsgiship-health", "wsgi.url_scheme": "http"}
+    assert [c.split()[:2] for c in as_app_calls(fakebin)] == [["python3", "-c"]]
+
+
+def test_slot_check_finds_the_slot_the_start_step_named(uwsgi_dir: Path, uwsgi_server,
+                                                        fakebin: Path, sh) -> None:
+    # the socket appears a moment later (supervisor's start returns at the spawn)
+    sock = Raw(q(str(uwsgi_dir)) + '"/uwsgi-$WSGISHIP_SLOT.sock"')
+    text = as_app(health.slot_check(sock, 80, "localhost", "/", 200, NAME, 10), "")
+    proc = subprocess.Popen(shell.bash(text), shell=True, text=True, stdout=subprocess.PIPE,
+                            env=fake_env(fakebin, WSGISHIP_SLOT="b"))
+    time.sleep(0.5)
+    assert proc.poll() is None  # still asking
+    handler = uwsgi_server(uwsgi_dir / "uwsgi-b.sock")
+    assert proc.communicate(timeout=15)[0] == "status=200\n"
+    assert proc.returncode == 0 and len(handler.seen) == 1
+
+
+@pytest.mark.parametrize("status, release, why", [
+    (500, NAME, "answered 500"),
+    (200, "older-release", "answered 200 from release older-release (still the old workers)"),
+])
+def test_slot_check_fails_on_a_wrong_answer(uwsgi_dir: Path, uwsgi_server, fakebin: Path, sh,
+                                            status: int, release: str, why: str) -> None:
+    handler = uwsgi_server(uwsgi_dir / "uwsgi-a.sock")
+    handler.status, handler.release = status, release
+    text = health.slot_check(str(uwsgi_dir / "uwsgi-a.sock"), 80, "localhost", "/", 200, NAME, 1)
+    res = sh(as_app(text, ""), env=fake_env(fakebin))
+    assert res.returncode == 1
+    lines = res.stdout.splitlines()
+    assert lines[:2] == [f"status={status}", f"release={release}"]
+    assert lines[3].startswith("reason=health check failed: GET ")
+    assert f" {why}, expected 200 from release {NAME} (waited " in lines[3]
+    assert lines[4:] == ["ok"]
+    assert len(handler.seen) > 1  # it kept asking until its time was up

@@ -132,6 +132,64 @@ def test_the_way_back_fails_or_there_is_none(deploy: Path, back_body: str | None
     assert "back" not in ran(deploy)  # a failed step of the way back ends it too
 
 
+SLOTS = ("start", "check", "switch", "health", "retire")  # a blue/green publish's steps
+
+
+def slots_job(deploy: Path, fail_at: str, unswitched: bool = True, back: bool = True,
+              way_back: str = "true") -> jobs.Job:
+    """A publish whose step `fail_at` fails; the way back and the unswitched way (stop the new
+    uWSGI, its body `way_back`) note that they ran."""
+    return jobs.Job(
+        forward=[step(n, touch(deploy, n) + ("; exit 3" if n == fail_at else ""))
+                 for n in SLOTS],
+        failed=[step("mark", touch(deploy, "failed"))],
+        back=[step("switch", touch(deploy, "back"))] if back else [],
+        back_to=R1 if back else "",
+        unswitched=[step("retire", f"{touch(deploy, 'unswitched')}; {way_back}")]
+        if unswitched else [])
+
+
+@pytest.mark.parametrize("fail_at, unswitched, back, way", [
+    ("start", True, True, "unswitched"),
+    ("check", True, True, "unswitched"),
+    ("switch", True, True, "back"),        # a switch that began may have moved a link
+    ("health", True, True, "back"),        # nginx sent the new release requests already
+    ("retire", True, True, "back"),
+    ("check", False, True, "back"),        # no shortcut (a release live already): the whole way
+    ("check", True, False, ""),            # nothing to go back to: the failed steps stop it
+])
+def test_the_way_back_depends_on_whether_the_switch_passed(
+        deploy: Path, fail_at: str, unswitched: bool, back: bool, way: str) -> None:
+    lock(deploy)
+    events = run(deploy, slots_job(deploy, fail_at, unswitched, back))
+    reached = SLOTS[:SLOTS.index(fail_at) + 1]
+    after = {"unswitched": [f"back {R1}", "start retire", "ok retire"],
+             "back": [f"back {R1}", "start switch", "ok switch"], "": []}[way]
+    assert names(events) == [*(f"{e} {n}" for n in reached[:-1] for e in ("start", "ok")),
+                             f"start {fail_at}", f"failed {fail_at}", "start mark", "ok mark",
+                             *after, f"result {'back' if way else 'failed'}"]
+    reason = f"{fail_at}-what failed (exit 3)"
+    # the unswitched way is instead of the way back, never both
+    assert ran(deploy) == {**{n: "" for n in reached}, "failed": reason,
+                           **({way: ""} if way else {})}
+    assert events[-1]["reason"] == reason and events[-1]["back_reason"] == ""
+    # the back event names the way taken (the client words its line by it)
+    assert [e["way"] for e in events if "back" in e] == ([way] if way else [])
+
+
+def test_an_unswitched_way_that_fails_is_a_failed_way_back(deploy: Path) -> None:
+    lock(deploy, keeper="dead")
+    job = slots_job(deploy, "check", way_back="echo reason=still running; exit 1")
+    events = run(deploy, job, record=RECORD, elapsed=1.0)
+    assert names(events)[-4:] == [f"back {R1}", "start retire", "failed retire",
+                                  "result back_failed"]
+    assert events[-1]["back_reason"] == "still running"
+    assert "back" not in ran(deploy)  # not the whole way back after it either
+    [entry] = logged(deploy)  # its client gone: the job says so in the log
+    assert (entry["result"], entry["reason"]) == (
+        "failed", "check-what failed (exit 3); the way back failed too: still running")
+
+
 def test_facts_of_a_step_reach_the_later_steps_of_its_phase(deploy: Path) -> None:
     lock(deploy)
     show = 'echo "${WSGISHIP_UNIT-unset} ${WSGISHIP_SITE-unset} ${WSGISHIP_REASON-unset}"'

@@ -17,13 +17,27 @@ def test_paths() -> None:
     assert (p.lock, p.log, p.app_log) == (
         "/srv/shop/.lock", "/srv/shop/deploys.log", "/srv/shop/shared/log/uwsgi.log")
     assert p.run_dir == "/srv/shop/shared/run"
+    # nginx's socket (a link to the live slot's), and an older wsgiship's single uWSGI's fifo
     assert (p.socket, p.fifo) == ("/srv/shop/shared/run/uwsgi.sock",
                                   "/srv/shop/shared/run/uwsgi.fifo")
     assert p.manager == "systemd"
+    # one template unit for the slots' instances
     assert (p.service, p.service_file, p.nginx_site) == (
-        "wsgiship-shop", "/etc/systemd/system/wsgiship-shop.service", "wsgiship-shop")
+        "wsgiship-shop", "/etc/systemd/system/wsgiship-shop@.service", "wsgiship-shop")
     assert p.release(NAME) == f"/srv/shop/releases/{NAME}"
     assert not hasattr(p, "unit_file")
+
+
+def test_slots() -> None:
+    p = layout.Paths("/srv/shop", "shop")
+    assert layout.SLOTS == ("a", "b")
+    assert p.slots == "/srv/shop/slots"
+    assert [p.slot(s) for s in layout.SLOTS] == ["/srv/shop/slots/a", "/srv/shop/slots/b"]
+    assert [(p.slot_socket(s), p.slot_fifo(s)) for s in layout.SLOTS] == [
+        ("/srv/shop/shared/run/uwsgi-a.sock", "/srv/shop/shared/run/uwsgi-a.fifo"),
+        ("/srv/shop/shared/run/uwsgi-b.sock", "/srv/shop/shared/run/uwsgi-b.fifo")]
+    # nginx's socket is none of the slots' own: it links to the live one
+    assert p.socket not in {p.slot_socket(s) for s in layout.SLOTS}
 
 
 def test_paths_under_supervisor() -> None:
@@ -33,7 +47,7 @@ def test_paths_under_supervisor() -> None:
     # the rest does not depend on the manager
     systemd = layout.Paths("/srv/shop", "shop")
     for name in ("releases", "shared", "venvs", "current", "lock", "log", "app_log", "run_dir",
-                 "socket", "fifo", "service", "nginx_site"):
+                 "socket", "fifo", "service", "nginx_site", "slots"):
         assert getattr(p, name) == getattr(systemd, name), name
 
 
@@ -56,7 +70,8 @@ def test_paths_for_app(make_app) -> None:
     (lambda p: p.uv_cache, "/srv/shop/.cache/uv"),            # the venvs' filesystem
     (lambda p: p.wheelhouse, "/srv/shop/wheelhouse"),
     (lambda p: p.dirs, ["/srv/shop", "/srv/shop/releases", "/srv/shop/shared", "/srv/shop/venvs",
-                        "/srv/shop/shared/log", "/srv/shop/shared/run"]),
+                        "/srv/shop/shared/log", "/srv/shop/shared/run", "/srv/shop/slots"]),
+    (lambda p: p.slot_socket("b"), "/srv/shop/shared/run/uwsgi-b.sock"),
 ])
 def test_more_paths(get: Callable[[layout.Paths], object], expected: object) -> None:
     assert get(layout.Paths("/srv/shop", "shop")) == expected

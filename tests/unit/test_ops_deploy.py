@@ -1,22 +1,25 @@
-"""wsgiship.ops.deploy: the venv step's line (venv_line), and the installer the updating stage
-picks from app.installer and the server's uv=1 fact, run with a Remote whose run and put are
-stubbed (nothing connects)."""
+"""wsgiship.ops.deploy: the venv step's line (venv_line), the installer the updating stage
+picks from app.installer and the server's uv=1 fact, and what `failed` says and logs after a
+publish job that failed, run with a Remote whose run and put are stubbed (nothing connects)."""
 
 from __future__ import annotations
 
 import io
+import json
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import NAME
+from fakes import NAME, line_with
 
 from wsgiship import output
 from wsgiship.commands import venv
 from wsgiship.config import App, Host
-from wsgiship.errors import WsgishipError
+from wsgiship.errors import RemoteError, WsgishipError
 from wsgiship.layout import paths_for
 from wsgiship.ops.deploy import Deploy, venv_line
+from wsgiship.ops.publish import Outcome
 from wsgiship.ops.session import Session
 from wsgiship.remote import Remote, Result
 from wsgiship.source import collect
@@ -124,3 +127,35 @@ def test_installer_uv_without_uv_on_the_server_is_refused_before_anything(updati
                               "-H web1 (it installs uv), or set installer: auto")
     assert (u.runs, u.puts) == ([], [])
     assert u.deploy.created is False  # nothing to clean up: no release was unpacked
+
+
+# --- failed: after a publish job that failed ---
+
+R0 = "20241231T000000Z-0000000"
+CHECK = RemoteError("check the new uWSGI failed (exit 1)", "status=500", host="web1")
+
+
+@pytest.mark.parametrize("previous, result, switched, said", [
+    ("", "failed", False, "release {release} never served a request: it failed before the "
+                          "switch; it is kept for inspection ({path})"),
+    ("", "failed", True, "first deploy failed after the switch: the site is DOWN; release "
+                         "{release} is kept for inspection ({path})"),
+    (R0, "back", False, None),   # the job went back (or never left R0): it said so itself
+    (R0, "back", True, None),
+])
+def test_a_failed_publish_says_whether_the_release_served_and_logs_it(
+        updating, previous: str, result: str, switched: bool, said: str | None) -> None:
+    u = updating({"python": "3.11.2"})
+    d = u.deploy
+    d.created, d.previous = True, previous
+    d.published = Outcome(result, CHECK.reason, CHECK, switched=switched)
+    d.failed(CHECK)
+    path = d.s.paths.release(NAME)
+    assert u.lines() == ([] if said is None else
+                         [f"[web1] {said.format(release=NAME, path=path)}"])
+    # the job marked the release failed: only the log entry is written here
+    [(what, body)] = u.runs
+    entry = json.loads(shlex.split(line_with(body, "printf"))[2])
+    assert what == "deploy log" and (entry["release"], entry["result"], entry["reason"]) == (
+        NAME, "failed", CHECK.reason)
+    assert entry["rolled_back_to"] == (previous or None)

@@ -24,7 +24,6 @@ from fakes import HOSTILE, add_release, local_runs, run_script
 
 from wsgiship import output
 from wsgiship.commands import job as jobs
-from wsgiship.commands import services
 from wsgiship.config import App, Host
 from wsgiship.errors import RemoteError
 from wsgiship.ops import publish
@@ -33,7 +32,7 @@ from wsgiship.remote import Remote
 
 R1, R2, R3, R4 = (f"20250101T00000{i}Z-{i:07x}" for i in range(1, 5))
 ABANDONED = "abandoned: its deploy never finished"
-FORWARD = ["switch", "install", "uwsgi", "nginx", "health"]
+FORWARD = ["start", "check", "switch", "install", "nginx", "health", "retire"]
 
 
 def local_session(app: App, monkeypatch: pytest.MonkeyPatch, facts: dict[str, str] | None = None,
@@ -133,12 +132,16 @@ def session(deploy: Path, make_app: Callable[..., App],
 
 
 def publishes(job: jobs.Job) -> tuple[str, str]:
-    """The release the job switches to, and the one its way back switches to ("" if none)."""
+    """The release the job switches to, and the one its way back switches to ("" if none):
+    the release its start step runs in a slot is the one its switch step makes current."""
     def target(steps: list[jobs.JobStep]) -> str:
         if not steps:
             return ""
-        assert steps[0].name == "switch"
-        return re.findall(r"ln -sfn '?releases/([^' ]+)", steps[0].body)[0]
+        start, switch = (next(x for x in steps if x.name == n) for n in ("start", "switch"))
+        [slot] = re.findall(r"ln -sfn '?\.\./releases/([^' ]+)", start.body)
+        [current] = re.findall(r"ln -sfn '?releases/([^' ]+)", switch.body)
+        assert slot == current
+        return current
     return target(job.forward), target(job.back)
 
 
@@ -195,6 +198,8 @@ def test_a_pending_current_that_passes_is_marked_ok(deploy: Path, session, ran: 
     assert release == R3 and publishes(job) == (R3, R1) and job.back_to == R1
     assert [x.name for x in job.ok] == ["mark"] and [x.name for x in job.failed] == [
         "applog", "mark"]
+    # R3 is live already: a failure before the switch goes the whole way back too
+    assert job.unswitched == []
     assert back_line.format(reason="boom") == f"release {R3} failed its check (boom); back to {R1}"
     assert record == s.entries(R3, R1, recovered=True)  # for the job, should this client die
     assert record is not None and record["back"]["rolled_back_to"] == R1
@@ -215,16 +220,19 @@ def test_a_pending_first_release_that_passes(deploy: Path, session, ran: Jobs) -
     assert publish.recovering(s) == R1
     [(release, job, _, _)] = ran.runs
     assert publishes(job) == (R1, "") and job.back == [] and job.back_to == ""
+    # nothing to go back to: a failure stops its uWSGI, whichever slot it is in
+    assert [x.name for x in job.failed] == ["applog", "retire", "mark"]
+    assert job.unswitched == []
     assert not is_pending(deploy, R1)
     assert [(e["release"], e["result"]) for e in logged(deploy)] == [(R1, "ok")]
 
 
 HEALTH = RemoteError("health check failed: GET http://localhost:80/ answered 500, expected 200",
                      "--- response ---\nboom", host="web1")
-RELOAD = RemoteError("reload uWSGI failed (exit 1)", "only 0 of 2 workers", host="web1")
+START = RemoteError("start uWSGI failed (exit 1)", "uWSGI of slot b exited", host="web1")
 
 
-@pytest.mark.parametrize("error", [HEALTH, RELOAD], ids=["health", "reload"])
+@pytest.mark.parametrize("error", [HEALTH, START], ids=["health", "start"])
 def test_a_pending_current_that_fails_goes_back_to_the_newest_good_release(
         deploy: Path, session, ran: Jobs, error: RemoteError) -> None:
     good(deploy, R1)
@@ -235,8 +243,8 @@ def test_a_pending_current_that_fails_goes_back_to_the_newest_good_release(
     assert publish.recovering(s) == R2
     [(_, job, _, _)] = ran.runs
     assert publishes(job) == (R3, R2)
-    # the way back replaces R3's workers at once: it leaves a failed release
-    assert job.back == publish.forward_steps(s, R2, R3, leaving_failed=True)
+    # the way back publishes R2 as any release is published; R3 served: the whole way back
+    assert [x.name for x in job.back] == FORWARD and job.unswitched == []
     assert failed_mark(deploy, R3) == f"unverified, then {error.reason}\n"
     [entry] = logged(deploy)
     assert (entry["release"], entry["result"], entry["reason"], entry["rolled_back_to"]) == (
@@ -280,27 +288,64 @@ def test_publish_job_publishes_then_goes_back(jsession) -> None:
     s = jsession(health={"path": "/up", "timeout": 45})
     job = publish.publish_job(s, R2, R1)
     assert [x.name for x in job.forward] == FORWARD == [x.name for x in job.back]
-    assert [x.what for x in job.forward] == ["switch current", "install service and site",
-                                             "reload uWSGI", "reload nginx", "health check"]
+    assert [x.what for x in job.forward] == [
+        "start uWSGI", "check the new uWSGI", "switch current", "install the site",
+        "reload nginx", "health check", "stop the old uWSGI"]
     assert publishes(job) == (R2, R1) and job.back_to == R1
     assert job.ok == [] and [x.name for x in job.failed] == ["applog"]  # not pending: no marks
-    # root's steps carry $SUDO, the reload also $AS_APP; only the check's output is shown
-    assert [x.body.startswith("SUDO=") for x in job.forward] == [False, True, True, True, False]
-    assert "AS_APP=" in job.forward[2].body and "AS_APP=" in job.failed[0].body
-    assert [x.show for x in job.forward] == [False, False, False, False, True]
-    health = job.forward[4]
+    # root's steps carry $SUDO, the app's $AS_APP; only the checks' output is shown
+    assert [x.body.startswith("SUDO=") for x in job.forward] == [
+        True, False, False, True, True, False, True]
+    assert ["AS_APP=" in x.body for x in job.forward] == [
+        True, True, True, False, False, False, True]
+    assert "AS_APP=" in job.failed[0].body
+    assert [x.show for x in job.forward] == [False, True, False, False, False, True, False]
+    start, check, switch, health = (job.forward[i] for i in (0, 1, 2, 5))
+    assert start.timeout == 45 + 150
+    # the new uWSGI is checked on its own socket, the slot its start step named
+    assert check.timeout == 45 + 30 and "/up" in check.body and R2 in check.body
+    assert '/uwsgi-$WSGISHIP_SLOT.sock"' in check.body
+    assert "WSGISHIP_SLOT" in switch.body  # nginx's socket link goes to that slot
     assert health.timeout == 45 + 30 and "/up" in health.body and R2 in health.body
     assert (job.failed[0].optional, job.failed[0].show) == (True, True)
     assert s.remote.whats == []  # building it ran nothing
 
 
-def test_publish_job_leaving_a_failed_release_kills_its_workers(jsession) -> None:
+def keeps(retire: jobs.JobStep) -> str:
+    """Which uWSGI a retire step's script leaves running: the live slot's (the one nginx's
+    socket link names), or none."""
+    assert retire.body.startswith("SUDO=") and "AS_APP=" in retire.body  # root's, and the app's
+    first = next(x for x in retire.body.splitlines() if x.startswith("live="))
+    return "none" if first == "live=''" else "live" if "readlink" in first else first
+
+
+def test_publish_job_undoes_a_release_that_failed_before_the_switch_by_stopping_it(
+        jsession) -> None:
     s = jsession()
-    job = publish.publish_job(s, R1, R2, back=False, leaving_failed=True)
+    job = publish.publish_job(s, R2, R1, mark=True)
+    # nginx still sends everything to R1's slot: stopping all but it stops R2's uWSGI only
+    [retire] = job.unswitched
+    assert (retire.name, retire.what, retire.optional) == ("retire", "stop the new uWSGI", False)
+    assert keeps(retire) == keeps(job.forward[-1]) == "live"
+    assert "retire" not in [x.name for x in job.failed]  # R1 keeps running: a way back
+    # after the switch: the whole way back
+    assert [x.name for x in job.back] == FORWARD and publishes(job) == (R2, R1)
+    # a release that is live already (recovering) has no such shortcut
+    whole = publish.publish_job(s, R2, R1, unswitched=False)
+    assert whole.unswitched == [] and whole.back == job.back
+
+
+@pytest.mark.parametrize("previous, back", [("", True), (R1, False), ("", False)],
+                         ids=["first-release", "no-way-back", "neither"])
+def test_publish_job_without_a_way_back_stops_every_uwsgi_when_it_fails(
+        jsession, previous: str, back: bool) -> None:
+    s = jsession()
+    job = publish.publish_job(s, R2, previous, mark=True, back=back)
     assert job.back == [] and job.back_to == ""
-    killing = services.reload_uwsgi(s.paths, R1, R2, s.app.processes, kill_previous=True)
-    assert job.forward[2].body == s.remote.job_body(killing, priv=True, app_user=s.app_user)
-    assert publish.publish_job(s, R2, "").back == []  # a first release: no way back
+    assert [x.name for x in job.failed] == ["applog", "retire", "mark"]
+    retire = job.failed[1]
+    assert (retire.what, retire.optional) == ("stop the new uWSGI", True)
+    assert keeps(retire) == "none" and keeps(job.forward[-1]) == "live"
 
 
 @pytest.mark.parametrize("why", ["", "unverified, then ", HOSTILE])
@@ -328,10 +373,12 @@ def test_a_job_run_as_root_runs_the_login_users_steps_as_it(jsession) -> None:
     s = jsession(password="secret")
     assert s.remote.jobs_as_root and s.remote.as_login == "runuser -u deploy --"
     job = publish.publish_job(s, R2, R1, mark=True)
-    plain = [job.forward[0], job.forward[4], job.ok[0]]   # switch, health, mark ok
-    assert all(x.body.startswith("exec runuser -u deploy -- bash -c ") for x in plain)
-    assert all(x.body.startswith("SUDO=''\n") for x in job.forward[1:4])
-    assert "AS_APP='runuser -u wsgiship-hello --'" in job.forward[2].body
+    start, check, switch, install, nginx, health, retire = job.forward
+    assert all(x.body.startswith("exec runuser -u deploy -- bash -c ") for x in (health, job.ok[0]))
+    assert all(x.body.startswith("SUDO=''\n") for x in (start, install, nginx, retire))
+    for x in (start, check, switch, retire, *job.unswitched):  # the app's: as the app, by runuser
+        assert "AS_APP='runuser -u wsgiship-hello --'" in x.body, x.name
+        assert "exec runuser -u deploy" not in x.body
 
 
 def test_health_host_is_the_first_plain_server_name(make_app: Callable[..., App]) -> None:

@@ -44,11 +44,18 @@ def step(name: str, took: float, **facts: str) -> list[str]:
                                              took=took)]
 
 
-def published(release: str) -> list[str]:
-    """The events of the forward steps of a publish that passes."""
-    return [*step("switch", 0.1), *step("install", 0.2, unit="installed"),
-            *step("uwsgi", 1.25, uwsgi="graceful", workers="2"),
-            *step("nginx", 0.05, nginx="reloaded"), *step("health", 0.3, status="200")]
+def published(release: str, slot: str = "a") -> list[str]:
+    """The events of the forward steps of a publish that passes: the release starts in `slot`,
+    the one before it in the other slot stops."""
+    return [*step("start", 1.25, slot=slot, uwsgi="started"),
+            *step("check", 0.2, status="200", release=release),
+            *step("switch", 0.1, slot=slot), *step("install", 0.2, site="unchanged"),
+            *step("nginx", 0.05, nginx="reloaded"),
+            *step("health", 0.3, status="200", release=release),
+            *step("retire", 0.02, retired="b" if slot == "a" else "a")]
+
+
+SWITCHED = 10  # the events of published() up to its nginx step: switched, not yet checked
 
 
 class FakeStream:
@@ -127,62 +134,122 @@ def test_follow_prints_the_steps_of_a_publish_that_passes(session, streams) -> N
                                                       back_reason="")]
     # the lines come as the server writes them: a few at a time
     done = follow(s, streams, [(events[:3], []), ([], []), (events[3:], [])])
-    assert (done.result, done.error) == ("ok", None)
-    assert lines(s) == [row("switch", f"  0.10s  current -> releases/{R2}"),
-                        row("uwsgi", "  1.25s  graceful, 2 workers on the release"),
+    assert (done.result, done.error, done.switched) == ("ok", None, True)
+    assert lines(s) == [row("start", "  1.25s  slot a started, 2 workers"),
+                        row("check", "  0.20s  /up -> 200 (its own socket)"),
+                        row("switch", f"  0.10s  current -> releases/{R2}, nginx -> slot a"),
                         row("nginx", "  0.05s  reloaded"),
-                        row("health", "  0.30s  /up -> 200")]  # install and mark stay quiet
+                        row("health", "  0.30s  /up -> 200"),
+                        row("retire", "  0.02s  slot b stopping gracefully")]
+    # install and mark stay quiet
 
 
 def test_follow_turns_back_after_a_failed_check(session, streams) -> None:
     s = session()
-    events = [*published(R2)[:-1], ev(step="health", state="start"),
+    events = [*published(R2)[:SWITCHED], ev(step="health", state="start"),
               ev(step="health", state="failed", code=1, output=HEALTH_OUT, facts=HEALTH_FACTS,
                  reason=REASON, what="health check", took=5.2),
-              *step("applog", 0.02), *step("mark", 0.01), ev(back=R1), *published(R1),
+              *step("applog", 0.02), *step("mark", 0.01), ev(back=R1), *published(R1, "b"),
               ev(result="back", reason=REASON, output=HEALTH_OUT, log=APP_LOG, back_reason="")]
     done = follow(s, streams, [(events, [])], back_line=f"rolling back to {R1} ({{reason}})")
-    assert lines(s)[3:6] == [row("health", "  5.20s  FAILED"),
+    # R2 served requests: the caller's line; the way back starts R1 again and switches to it
+    assert lines(s)[4:8] == [row("health", "  5.20s  FAILED"),
                              f"[web1] rolling back to {R1} ({REASON})",
-                             row("switch", f"  0.10s  current -> releases/{R1}")]
-    assert len(lines(s)) == 9
-    assert done.result == "back" and done.reason == REASON
+                             row("start", "  1.25s  slot b started, 2 workers"),
+                             row("check", "  0.20s  /up -> 200 (its own socket)")]
+    assert lines(s)[8] == row("switch", f"  0.10s  current -> releases/{R1}, nginx -> slot b")
+    assert len(lines(s)) == 12
+    assert done.result == "back" and done.reason == REASON and done.switched
     assert isinstance(done.error, RemoteError) and done.error.host == "web1"
     assert done.error.message == REASON
 
 
 def test_follow_shows_a_quiet_step_that_fails_and_a_test_pause(session, streams) -> None:
     s = session()
-    events = [*step("switch", 0.1), ev(pause="switch"), ev(step="install", state="start"),
+    events = [*step("switch", 0.1, slot="b"), ev(pause="switch"),
+              ev(step="install", state="start"),
               ev(step="install", state="failed", code=1, facts={}, took=0.2,
-                 output="install: cannot stat 'x'", reason="install service and site failed "
-                 "(exit 1)", what="install service and site"),
-              ev(result="failed", reason="install service and site failed (exit 1)",
+                 output="install: cannot stat 'x'", reason="install the site failed (exit 1)",
+                 what="install the site"),
+              ev(result="failed", reason="install the site failed (exit 1)",
                  output="install: cannot stat 'x'", log="", back_reason="")]
     done = follow(s, streams, [(events, [])])
-    assert lines(s) == [row("switch", f"  0.10s  current -> releases/{R2}"),
+    assert lines(s) == [row("switch", f"  0.10s  current -> releases/{R2}, nginx -> slot b"),
                         "[web1] test pause after switch", row("install", "  0.20s  FAILED")]
-    assert done.result == "failed" and done.error is not None
-    assert done.error.message == "install service and site failed (exit 1)"
+    assert done.result == "failed" and done.error is not None and done.switched
+    assert done.error.message == "install the site failed (exit 1)"
     assert done.error.detail == "install: cannot stat 'x'"  # type: ignore[attr-defined]
 
 
 def test_a_failed_way_back_keeps_the_first_failure_as_the_error(session, streams) -> None:
     s = session()
-    events = [ev(step="health", state="start"),
+    events = [*published(R2)[:SWITCHED], ev(step="health", state="start"),
               ev(step="health", state="failed", code=1, output=HEALTH_OUT, facts=HEALTH_FACTS,
                  reason=REASON, what="health check", took=5.2),
-              ev(back=R1), *step("switch", 0.1), ev(step="uwsgi", state="start"),
-              ev(step="uwsgi", state="failed", code=1, output="only 0 of 2 workers", facts={},
-                 reason="reload uWSGI failed (exit 1)", what="reload uWSGI", took=1.0),
+              ev(back=R1), ev(step="start", state="start"),
+              ev(step="start", state="failed", code=1, output="uWSGI of slot b exited",
+                 facts={}, reason="start uWSGI failed (exit 1)", what="start uWSGI", took=1.0),
               ev(result="back_failed", reason=REASON, output=HEALTH_OUT, log=APP_LOG,
-                 back_reason="reload uWSGI failed (exit 1)")]
+                 back_reason="start uWSGI failed (exit 1)")]
     done = follow(s, streams, [(events, [])], back_line="back ({reason})")
-    assert f"[web1] back ({REASON})" in lines(s)
+    assert lines(s)[-3:] == [row("health", "  5.20s  FAILED"), f"[web1] back ({REASON})",
+                             row("start", "  1.00s  FAILED")]
     assert done.result == "back_failed" and isinstance(done.error, RemoteError)
     assert done.error.message.startswith(REASON)  # the check's failure, its response shown
     assert "body line 1" in done.error.detail
-    assert done.reason == f"{REASON}; going back failed too: reload uWSGI failed (exit 1)"
+    assert done.reason == f"{REASON}; going back failed too: start uWSGI failed (exit 1)"
+
+
+CHECK_OUT = HEALTH_OUT.replace("http://localhost:80/up", "http://localhost:80/up on the new "
+                                                        "uWSGI's own socket (before the switch)")
+
+
+def check_failed() -> list[str]:
+    """R2 started in slot b, then failed its check on its own socket: nothing was switched."""
+    return [*step("start", 1.25, slot="b", uwsgi="started"), ev(step="check", state="start"),
+            ev(step="check", state="failed", code=1, output=CHECK_OUT, facts=HEALTH_FACTS,
+               reason=REASON, what="check the new uWSGI", took=5.2),
+            *step("applog", 0.02), *step("mark", 0.01), ev(back=R1)]
+
+
+def test_a_release_that_failed_before_the_switch_is_said_to_have_never_served(
+        session, streams) -> None:
+    s = session()
+    events = [*check_failed(), *step("retire", 0.02, retired="b"),
+              ev(result="back", reason=REASON, output=CHECK_OUT, log=APP_LOG, back_reason="")]
+    done = follow(s, streams, [(events, [])], back_line=f"rolling back to {R1} ({{reason}})")
+    # not the caller's line: R1 was never left; only R2's uWSGI is stopped
+    assert lines(s) == [row("start", "  1.25s  slot b started, 2 workers"),
+                        row("check", "  5.20s  FAILED"),
+                        f"[web1] release {R2} failed before the switch and never served a "
+                        f"request ({REASON}); {R1} keeps serving",
+                        row("retire", "  0.02s  slot b stopping gracefully")]
+    assert (done.result, done.switched) == ("back", False)
+    assert done.error is not None and "body line 1" in done.error.detail
+
+
+def test_the_switch_of_the_way_back_is_not_the_releases_own(session, streams) -> None:
+    # a release with no shortcut back (recovering): the way back publishes R1 again
+    s = session()
+    events = [*check_failed(), *published(R1),
+              ev(result="back", reason=REASON, output=CHECK_OUT, log=APP_LOG, back_reason="")]
+    done = follow(s, streams, [(events, [])])
+    assert row("switch", f"  0.10s  current -> releases/{R1}, nginx -> slot a") in lines(s)
+    assert (done.result, done.switched) == ("back", False)
+
+
+@pytest.mark.parametrize("name, facts, detail", [
+    ("start", {"slot": "b", "uwsgi": "running"}, "slot b already running, 2 workers"),
+    ("start", {}, "slot ? started, 2 workers"),
+    ("retire", {"retired": "a"}, "slot a stopping gracefully"),
+    ("retire", {"retired": "single"}, "the single uWSGI of before stopped"),
+    ("retire", {"retired": "none"}, "nothing else ran"),
+    ("retire", {}, "nothing else ran"),
+    ("switch", {"release": R1}, f"current -> releases/{R1}, nginx -> slot ?"),
+])
+def test_the_detail_of_a_slot_step(session, name: str, facts: dict[str, str],
+                                   detail: str) -> None:
+    assert publish.detail_of(name, facts, session()) == detail
 
 
 def test_a_job_that_ends_without_a_result_is_an_error(session, streams, deploy: Path) -> None:
@@ -202,8 +269,8 @@ def test_a_connection_dropped_while_following_is_lost(session, streams) -> None:
     s = session()
     lost = s.remote.lost("during the publish job")
     with pytest.raises(ConnectionLost):
-        follow(s, streams, [(step("switch", 0.1), [])], lost=lost)
-    assert lines(s) == [row("switch", f"  0.10s  current -> releases/{R2}")]
+        follow(s, streams, [(step("switch", 0.1, slot="a"), [])], lost=lost)
+    assert lines(s) == [row("switch", f"  0.10s  current -> releases/{R2}, nginx -> slot a")]
 
 
 # --- outcome ---
@@ -237,31 +304,31 @@ def test_outcome_of_a_failed_health_check(session, out: str, log: str, detail: s
 
 
 @pytest.mark.parametrize("out, message", [
-    ("only 0 of 2 workers", "reload uWSGI failed (exit 3)"),
-    ("cp: No space left on device", "reload uWSGI failed (exit 3) (disk full on the server: free "
+    ("uWSGI of slot a exited", "start uWSGI failed (exit 3)"),
+    ("cp: No space left on device", "start uWSGI failed (exit 3) (disk full on the server: free "
                                     "some space)"),
-    ("sudo: a password is required", "sudo asked deploy for a password during reload uWSGI; run "
+    ("sudo: a password is required", "sudo asked deploy for a password during start uWSGI; run "
                                      "with --prompt-for-sudo-password, or allow NOPASSWD for the "
                                      "deploy commands (fab setup)"),
 ])
 def test_outcome_of_another_failed_step_is_said_as_remote_run_says_it(
         session, out: str, message: str) -> None:
     remote = session().remote
-    failure = failed_event("uwsgi", "reload uWSGI", 3, out)
+    failure = failed_event("start", "start uWSGI", 3, out)
     done = publish.outcome(remote, {"result": "failed", "reason": failure["reason"],
                                     "output": out, "log": APP_LOG}, failure)
     assert done.result == "failed" and done.error is not None
     assert done.error.message == message and done.reason == message
-    assert done.error.describe() == remote.failure(Result(3, "", out), "reload uWSGI").describe()
+    assert done.error.describe() == remote.failure(Result(3, "", out), "start uWSGI").describe()
 
 
 def test_outcome_adds_that_the_way_back_failed_too(session) -> None:
     remote = session().remote
-    failure = failed_event("uwsgi", "reload uWSGI", 1, "only 0 of 2 workers")
+    failure = failed_event("start", "start uWSGI", 1, "uWSGI of slot b exited")
     done = publish.outcome(remote, {"result": "back_failed", "reason": failure["reason"],
                                     "output": "", "back_reason": "switch current failed (exit 1)"},
                            failure)
-    assert done.reason == ("reload uWSGI failed (exit 1); going back failed too: "
+    assert done.reason == ("start uWSGI failed (exit 1); going back failed too: "
                            "switch current failed (exit 1)")
     assert done.error is not None and done.error.reason == done.reason
 
@@ -297,7 +364,7 @@ def test_run_job_launches_the_job_and_follows_it(session, streams, monkeypatch,
     job = publish.publish_job(s, R2, R1, mark=True)
     record = s.entries(R2, R1)
     done = publish.run_job(s, job, R2, "back", record=record)
-    assert done == publish.Outcome("ok")
+    assert done == publish.Outcome("ok", switched=True)
     [(launch, how), (follow_body, _)] = ran
     job_id = f"{R2}-deploy-tok"
     assert how == {"root": password is not None, "what": "start the publish job"}
@@ -305,7 +372,10 @@ def test_run_job_launches_the_job_and_follows_it(session, streams, monkeypatch,
     assert ("runuser -u deploy -- mkdir" in launch) == (password is not None)
     spec = json.loads(shlex.split(line_with(launch, 'printf "%s"'))[2])
     assert spec["token"] == "tok" and spec["pause"] == "health" and spec["record"] == record
-    assert spec["forward"] == json.loads(jobs.spec(job, s.paths, "tok"))["forward"]
+    whole = json.loads(jobs.spec(job, s.paths, "tok"))
+    assert [spec[k] for k in ("forward", "back", "unswitched")] == [
+        whole[k] for k in ("forward", "back", "unswitched")]
+    assert [x["name"] for x in spec["unswitched"]] == ["retire"]
     assert (spec["back_to"], spec["lock"]) == (R1, s.paths.lock)
     assert follow_body == jobs.follow(s.paths, job_id, 4242)
     assert streams[0].closed

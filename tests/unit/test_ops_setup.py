@@ -3,6 +3,7 @@ gets (authorized_keys); hosts from a hosts.yaml in tmp_path."""
 
 from __future__ import annotations
 
+import configparser
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from wsgiship.commands import setup as cmds
 from wsgiship.commands import venv
 from wsgiship.config import Host
 from wsgiship.errors import WsgishipError
-from wsgiship.layout import CONFIG_DIR, Paths
+from wsgiship.layout import CONFIG_DIR, SLOTS, Paths
 from wsgiship.ops.setup import authorized_keys, steps
 from wsgiship.render import render
 
@@ -128,13 +129,38 @@ def test_step_scripts(host: Callable[[str], Host], alias: str, manager: str, own
     rendered = render(host(alias).app, "setup", app_user, "")
     assert got["service"] == cmds.service(p, rendered[f"{CONFIG_DIR}/service"])
     assert got["site"] == cmds.site(p, rendered[f"{CONFIG_DIR}/nginx.conf"])
-    service = got["service"]
-    assert p.service_file in service
-    assert ("[Service]" in service) == (manager == "systemd")
-    assert ("[program:wsgiship-shop]" in service) == (manager == "supervisor")
-    assert f"User={app_user}" in service or f"user={app_user}" in service
+    assert p.service_file in got["service"]
+    check_service_config(rendered[f"{CONFIG_DIR}/service"], manager, app_user)
+    if manager == "systemd":  # the template unit's instances, one per slot, enabled
+        assert p.service_file == "/etc/systemd/system/wsgiship-shop@.service"
+        assert "systemctl enable -q wsgiship-shop@a.service wsgiship-shop@b.service" in got["service"]
     assert "/etc/nginx/sites-available/wsgiship-shop" in got["site"]
     assert "server_name" in got["site"]
+
+
+def check_service_config(text: str, manager: str, app_user: str) -> None:
+    """The rendered service config runs uWSGI as the app's user, once per slot: systemd's
+    template unit for instance %i, or one supervisor program for each slot; each runs the
+    release its slot link points to."""
+    conf = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+    conf.optionxform = str  # keys as written (ExecStart, not execstart)
+    conf.read_string(text)
+    if manager == "systemd":
+        assert conf.sections() == ["Unit", "Service", "Install"]
+        service = conf["Service"]
+        assert service["User"] == app_user
+        assert service["Environment"] == "WSGISHIP_SLOT=%i"
+        assert service["ExecStart"] == ("/srv/shop/slots/%i/.venv/bin/uwsgi"
+                                        " --ini /srv/shop/slots/%i/.wsgiship/uwsgi.ini")
+        assert conf["Unit"]["ConditionPathExists"] == "/srv/shop/slots/%i"
+        return
+    assert conf.sections() == [f"program:wsgiship-shop-{slot}" for slot in SLOTS]
+    for slot in SLOTS:
+        program = conf[f"program:wsgiship-shop-{slot}"]
+        assert program["user"] == app_user
+        assert program["environment"] == f'WSGISHIP_SLOT="{slot}"'
+        assert f"exec /srv/shop/slots/{slot}/.venv/bin/uwsgi" in program["command"]
+        assert program["stdout_logfile"] == f"/srv/shop/shared/log/supervisor-{slot}.log"
 
 
 def test_the_supervisor_package_is_installed_for_supervisor_only(host: Callable[[str], Host]) -> None:

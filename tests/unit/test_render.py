@@ -1,13 +1,12 @@
-"""wsgiship.render: the release's configs from the templates, and the user's overrides."""
+"""wsgiship.render: the release's configs from the templates, and the user's overrides (the
+service manager's config is in test_render_services.py)."""
 
 from __future__ import annotations
 
 import ast
-import configparser
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from fakes import NAME
 
 from wsgiship import config, render
 from wsgiship.errors import ConfigError
+from wsgiship.layout import SLOTS, paths_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = {".wsgiship/wsgi.py", ".wsgiship/uwsgi.ini", ".wsgiship/nginx.conf", ".wsgiship/service",
@@ -65,14 +65,26 @@ def test_uwsgi_ini(make_app) -> None:
     app = make_app(processes=4, threads=8, deploy_to="/srv/shop", name="shop")
     pairs = ini_pairs(render.render(app, NAME, "deploy", "r")[".wsgiship/uwsgi.ini"])
     d = dict(pairs)
-    # in shared/run (setgid www-data: nginx's group) rather than /run, for either manager
-    assert d["socket"] == "/srv/shop/shared/run/uwsgi.sock"
-    assert d["master-fifo"] == "/srv/shop/shared/run/uwsgi.fifo"
-    assert d["chmod-socket"] == "660"
+    # each slot's own socket and fifo (WSGISHIP_SLOT is the service's), in shared/run (setgid
+    # www-data: nginx's group) rather than /run, for either manager
+    assert d["socket"] == "/srv/shop/shared/run/uwsgi-$(WSGISHIP_SLOT).sock"
+    assert d["master-fifo"] == "/srv/shop/shared/run/uwsgi-$(WSGISHIP_SLOT).fifo"
+    p = paths_for(app)
+    for slot in SLOTS:  # as uWSGI expands them
+        assert d["socket"].replace("$(WSGISHIP_SLOT)", slot) == p.slot_socket(slot)
+        assert d["master-fifo"].replace("$(WSGISHIP_SLOT)", slot) == p.slot_fifo(slot)
+    assert d["chmod-socket"] == "660" and d["vacuum"] == "true"
     assert d["processes"] == "4"
     assert d["threads"] == "8" and d["enable-threads"] == "true"
-    assert d["home"] == "/srv/shop/current/.venv"
-    assert d["wsgi-file"] == "/srv/shop/current/.wsgiship/wsgi.py"
+    # the release itself, not `current`: an instance runs one release for its whole life
+    assert d["home"] == f"/srv/shop/releases/{NAME}/.venv"
+    assert d["chdir"] == f"/srv/shop/releases/{NAME}"
+    assert d["wsgi-file"] == f"/srv/shop/releases/{NAME}/.wsgiship/wsgi.py"
+    # a stop by the manager (SIGTERM) lets every worker finish its request
+    assert d["hook-master-start"] == "unix_signal:15 gracefully_kill_them_all"
+    assert d["worker-reload-mercy"] == "30"
+    # nothing of a reload in place
+    assert not {"die-on-term", "lazy-apps", "binary-path", "hook-post-fork"} & set(d)
     assert d["logto"] == "/srv/shop/shared/log/uwsgi.log"
     assert d["master"] == "true" and d["need-app"] == "true"
     assert len(pairs) == len(d), "no option is repeated unless the user asks"
@@ -133,112 +145,6 @@ def test_nginx_conf_without_static(make_app) -> None:
     assert "alias" not in text
     assert re.search(r"^\s*listen 80;$", text, re.M)
     assert re.search(r"^\s*server_name _;$", text, re.M)
-
-
-# --- the systemd unit ---
-
-
-def unit_lines(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("#"):
-            out[key] = value
-    return out
-
-
-def test_service_unit(make_app) -> None:
-    app = make_app(name="shop", deploy_to="/opt/shop")
-    unit = unit_lines(render.render(app, NAME, "web", "r")[".wsgiship/service"])
-    assert unit["User"] == "web"
-    # uWSGI runs in the app user's own group (a worker in www-data would hide its /proc
-    # entries from the deploy user); the socket dir is no runtime dir of the unit
-    assert "Group" not in unit and "RuntimeDirectory" not in unit
-    assert unit["ExecStart"] == ("/opt/shop/current/.venv/bin/uwsgi --ini "
-                                 "/opt/shop/current/.wsgiship/uwsgi.ini")
-    assert unit["Type"] == "notify"
-    assert unit["UMask"] == "0027" and unit["KillSignal"] == "SIGTERM"
-
-
-def test_systemd_is_the_default_service_manager(make_app) -> None:
-    default = render.render(make_app(), NAME, "deploy", "r")
-    assert default == render.render(make_app(service_manager="systemd"), NAME, "deploy", "r")
-    assert default[".wsgiship/service"].startswith("# uWSGI service for hello")
-    assert "[Service]" in default[".wsgiship/service"]
-
-
-# --- the supervisor program ---
-
-
-def supervisor_program(text: str) -> dict[str, str]:
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
-    parser.read_string(text)
-    assert parser.sections() == ["program:wsgiship-shop"]
-    return dict(parser["program:wsgiship-shop"])
-
-
-def test_supervisor_program(make_app) -> None:
-    app = make_app(name="shop", deploy_to="/opt/shop", service_manager="supervisor")
-    out = render.render(app, NAME, "web", "r")
-    assert set(out) == FILES  # the same files: the service manager's config is `service`
-    program = supervisor_program(out[".wsgiship/service"])
-    assert program == {
-        "command": "/opt/shop/current/.venv/bin/uwsgi --ini /opt/shop/current/.wsgiship/uwsgi.ini",
-        "user": "web",
-        "umask": "027",
-        "autostart": "true",
-        "autorestart": "true",
-        "startsecs": "2",
-        "stopsignal": "TERM",  # die-on-term: a clean shutdown
-        "stopwaitsecs": "60",
-        "stopasgroup": "true",
-        "killasgroup": "true",
-        "stdout_logfile": "/opt/shop/shared/log/supervisor.log",
-        # bounded: one 20 MB backup
-        "stdout_logfile_maxbytes": "20MB",
-        "stdout_logfile_backups": "1",
-        "redirect_stderr": "true",
-    }
-    assert "group" not in program  # as with systemd: the app user's own group
-    # everything but the service config is what systemd gets
-    systemd = render.render(make_app(name="shop", deploy_to="/opt/shop"), NAME, "web", "r")
-    assert {k: v for k, v in out.items() if k != ".wsgiship/service"} == {
-        k: v for k, v in systemd.items() if k != ".wsgiship/service"}
-    assert "die-on-term = true" in out[".wsgiship/uwsgi.ini"]
-
-
-def test_supervisor_program_values_hold_no_comment_character(make_app) -> None:
-    app = make_app(name="shop", service_manager="supervisor")
-    text = render.render(app, NAME, "deploy", "r")[".wsgiship/service"]
-    # supervisord also reads ' ;' inside a line as the start of a comment
-    for line in text.splitlines():
-        if not line.startswith(";"):
-            assert ";" not in line, line
-    assert text.startswith("; supervisor program for shop (rendered by wsgiship)\n")
-
-
-def test_a_service_override_follows_the_service_manager(make_app, overrides: Path) -> None:
-    (overrides / "supervisor.conf.j2").write_text("[program:{{ service }}]\nuser={{ app_user }}\n")
-    (overrides / "systemd.service.j2").write_text("# my unit\n")
-    supervised = render.render(make_app(templates=str(overrides), service_manager="supervisor"),
-                               NAME, "web", "r")
-    assert supervised[".wsgiship/service"] == "[program:wsgiship-hello]\nuser=web\n"
-    systemd = render.render(make_app(templates=str(overrides)), NAME, "web", "r")
-    assert systemd[".wsgiship/service"] == "# my unit\n"
-
-
-def test_service_unit_passes_systemd_analyze_verify(example: config.App, tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    assert analyze, "systemd-analyze is missing: apt-get install systemd (.ci/run does)"
-    unit = tmp_path / "wsgiship-hello.service"
-    unit.write_text(render.render(example, NAME, "deploy", "r")[".wsgiship/service"])
-    res = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
-                         timeout=30, cwd=tmp_path)
-    complaints = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
-    exec_start = f"{example.deploy_to}/current/.venv/bin/uwsgi"
-    other = [line for line in complaints
-             if not (exec_start in line and "is not executable" in line)]
-    assert other == [], "\n".join(complaints)
 
 
 # --- the env file ---
@@ -396,6 +302,16 @@ def test_an_override_wins_per_file(make_app, overrides: Path) -> None:
     assert out[".wsgiship/nginx.conf"] == f"# custom site for hello ({NAME})\n"
     for name in FILES - {".wsgiship/nginx.conf"}:
         assert out[name] == default[name], name
+
+
+def test_a_service_override_follows_the_service_manager(make_app, overrides: Path) -> None:
+    (overrides / "supervisor.conf.j2").write_text("[program:{{ service }}]\nuser={{ app_user }}\n")
+    (overrides / "systemd.service.j2").write_text("# my unit\n")
+    supervised = render.render(make_app(templates=str(overrides), service_manager="supervisor"),
+                               NAME, "web", "r")
+    assert supervised[".wsgiship/service"] == "[program:wsgiship-hello]\nuser=web\n"
+    systemd = render.render(make_app(templates=str(overrides)), NAME, "web", "r")
+    assert systemd[".wsgiship/service"] == "# my unit\n"
 
 
 def test_undefined_variable_names_template_file_and_line(make_app, overrides: Path) -> None:

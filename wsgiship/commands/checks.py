@@ -54,11 +54,12 @@ def nginx_check(p: Paths, release: str) -> str:
 def unit_check(p: Paths, release: str, host_label: str) -> str:
     """Before the switch: if the release's service config differs from the installed one, this
     user must be allowed to install it (a restricted user gets it from `fab setup`)."""
-    new, src = p.config(release, "service"), p.config("current", "service")
+    new = p.config(release, "service")
     return script([
         f"U={q(p.service_file)}; NEW={q(new)}",
+        # the start step installs it from the release itself (services.install_config)
         'if [ -n "$SUDO" ] && ! cmp -s "$NEW" "$U"'
-        f' && ! sudo -n -l install -m 644 {q(src)} "$U" >/dev/null 2>&1; then',
+        ' && ! sudo -n -l install -m 644 "$NEW" "$U" >/dev/null 2>&1; then',
         f'  echo "the service config differs from $U and {host_label} may not install it: run'
         f' fab setup -H {host_label} (as root) to install it" >&2',
         '  diff -uN "$U" "$NEW" >&2 || true; exit 1',

@@ -4,6 +4,7 @@ until the release answers."""
 
 from __future__ import annotations
 
+from ..layout import Paths
 from ..privilege import as_app
 from ..shell import Raw, q, script
 
@@ -12,8 +13,8 @@ import http.client, socket, sys, time
 port, host, path, want, release, timeout = sys.argv[1:7]
 start = time.monotonic()
 deadline, wrong_since, hung = start + float(timeout), None, 0
-where = (f"uwsgi://{port[5:]}{path}" if port.startswith("unix:")
-         else f"http://{host}:{port}{path}")
+where = (f"http://{host}:{sys.argv[7]}{path} on the new uWSGI's own socket (before the switch)"
+         if port.startswith("unix:") else f"http://{host}:{port}{path}")
 
 class Uwsgi(http.client.HTTPConnection):
     """A request to a uWSGI socket as nginx makes it: the uwsgi packet of CGI vars; the answer
@@ -45,7 +46,7 @@ while True:
     try:
         if port.startswith("unix:"):
             conn = Uwsgi(port[5:])
-            resp = conn.ask(path, host, sys.argv[7] if len(sys.argv) > 7 else "80")
+            resp = conn.ask(path, host, sys.argv[7])
         else:
             conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=5)
             conn.request("GET", path, headers={"Host": host, "User-Agent": "wsgiship-health"})
@@ -101,4 +102,75 @@ def slot_check(socket: Raw | str, http_port: int, host: str, path: str, status: 
     where = Raw('"unix:"' + (str(socket) if isinstance(socket, Raw) else q(socket)))
     return script([
         f"{as_app('python3', '-c', HEALTH_PROBE, where, host, path, status, release, timeout, http_port)}",
+    ])
+
+
+# After the switch, while the previous release's uWSGI stays warm: follow the app log and count
+# the new instance's requests (uWSGI's request lines of the workers of its master) by status.
+WATCH_PROGRAM = r'''
+import os, re, select, subprocess, sys, time
+seconds, max_pct, main, end_file = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+MIN_REQUESTS = 10  # fewer requests than this say nothing either way
+line_re = re.compile(rb"\[pid: (\d+)\|.*\(HTTP/[\d.]+ (\d{3})\)")
+tail = subprocess.Popen(sys.argv[sys.argv.index("--") + 1:], stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL)
+
+def workers():
+    out = subprocess.run(["pgrep", "-P", main], capture_output=True, text=True).stdout
+    return set(out.split())
+
+start = refreshed = time.monotonic()
+ours, total, errors, buf, failed, why = workers(), 0, 0, b"", False, ""
+while True:
+    now = time.monotonic()
+    if now - start >= seconds:
+        break
+    if os.path.exists(end_file):
+        who = open(end_file).read().strip()
+        failed = who == "rollback"
+        why = "fab rollback during the watch window" if failed else f"ended by the next {who}"
+        break
+    if now - refreshed >= 1:
+        ours |= workers()  # respawned workers too; a dead one's last lines still count
+        refreshed = now
+    if select.select([tail.stdout], [], [], 0.25)[0]:
+        chunk = os.read(tail.stdout.fileno(), 65536)
+        if not chunk:
+            why = "the app log could not be followed"
+            break
+        *lines, buf = (buf + chunk).split(b"\n")
+        for line in lines:
+            m = line_re.search(line)
+            if m and m.group(1).decode() in ours:
+                total += 1
+                errors += m.group(2).startswith(b"5")
+        if total >= MIN_REQUESTS and errors * 100 > max_pct * total:
+            failed = True
+            why = (f"{errors} of {total} requests answered 5xx ({errors * 100 / total:.1f}%)"
+                   f" within {time.monotonic() - start:.0f}s, above health.max_5xx_percent"
+                   f" {max_pct:g}")
+            break
+tail.terminate()
+print(f"watched={time.monotonic() - start:.0f}")
+print(f"requests={total}")
+print(f"errors={errors}")
+print(f"note={why}")
+if failed:
+    print(f"reason=watch: {why}")
+    sys.exit(1)
+'''
+
+
+def watch(p: Paths, release: str, slots_pid: str, seconds: int, max_5xx_percent: float) -> str:
+    """Watch the new release's 5xx rate for `seconds` after the switch (privileged, for the
+    manager's pid query; run with app_user, for the app log). `slots_pid` prints the master pid
+    of the slot in $WSGISHIP_SLOT. The lock holds `watching` meanwhile: a next deploy or a
+    rollback writes `watch-end` to end the window (release.end_watch)."""
+    lock = q(p.lock)
+    return script([
+        f'printf %s {q(release)} > {lock}/watching',
+        f"trap 'rm -f {lock}/watching {lock}/watch-end' EXIT",
+        f"main=$({slots_pid})",
+        f'python3 -c {q(WATCH_PROGRAM)} {q(seconds)} {q(max_5xx_percent)} "${{main:-0}}"'
+        f" {lock}/watch-end -- {as_app('tail', '-n', '0', '-F', p.app_log)}",
     ])

@@ -54,12 +54,14 @@ def client_gone():
         return True
     return not alive(keeper)
 
-def run(steps, facts, passed=None):
+def run(steps, facts, started=None):
     """Run steps in order; the first failure ends them: (ok, reason, the failed step's output).
-    `passed` collects the names of the steps that succeeded."""
+    `started` collects the names of the steps that started."""
     for step in steps:
         name = step["name"]
         emit(step=name, state="start")
+        if started is not None:
+            started.add(name)
         began = time.monotonic()
         env = dict(os.environ, **{f"WSGISHIP_{k.upper()}": v for k, v in facts.items()})
         proc = subprocess.Popen(["bash", "-c", step["body"]], env=env, stdin=subprocess.DEVNULL,
@@ -84,8 +86,6 @@ def run(steps, facts, passed=None):
             return False, reason, output
         emit(step=name, state="ok", facts=found, output=output if step.get("show") else "",
              took=took)
-        if passed is not None:
-            passed.add(name)
         if spec.get("pause") == name:
             emit(pause=name)
             deadline = time.monotonic() + 60
@@ -93,8 +93,8 @@ def run(steps, facts, passed=None):
                 time.sleep(0.1)
     return True, "", ""
 
-passed = set()
-ok, reason, output = run(spec["forward"], {}, passed)
+started = set()
+ok, reason, output = run(spec["forward"], {}, started)
 back, back_reason = None, ""
 if ok:
     run(spec["ok"], {})
@@ -103,10 +103,12 @@ else:
     facts = {"reason": reason}
     run(spec["failed"], facts)
     result = "failed"
-    # failed before the switch: the previous release still serves; only the new one is undone
-    way = spec["unswitched"] if "switch" not in passed and spec["unswitched"] else spec["back"]
+    # failed before the switch began: the previous release still serves; only the new one is
+    # undone (a switch that began may have moved a link: that takes the whole way back)
+    short = "switch" not in started and bool(spec["unswitched"])
+    way = spec["unswitched"] if short else spec["back"]
     if spec["back"]:
-        emit(back=spec["back_to"])
+        emit(back=spec["back_to"], way="unswitched" if short else "back")
         back, back_reason, _ = run(way, {})
         result = "back" if back else "back_failed"
 with open(f"{lock}/.end", "a") as end:
@@ -147,8 +149,8 @@ class JobStep:
 class Job:
     """Forward steps; on success the `ok` steps; on failure the `failed` steps (with $REASON in
     their env as WSGISHIP_REASON), then the `back` steps (the way back to `back_to`), or, when
-    the forward steps failed before their `switch` step and there are `unswitched` steps, those
-    (`back_to` still serves: only the new release is undone)."""
+    the forward steps failed before their `switch` step began and there are `unswitched` steps,
+    those (`back_to` still serves: only the new release is undone)."""
 
     forward: list[JobStep]
     ok: list[JobStep] = field(default_factory=list)

@@ -28,6 +28,16 @@ PY_FACTS = ("import platform, sys; print('python=' + sys.version.split()[0]);"
             " print('machine=' + platform.machine()); print('libc=' + ' '.join(platform.libc_ver()))")
 
 
+def end_watch(p: Paths, action: str) -> str:
+    """Ask a publish job that watches its release (health.watch) to end the window now: a
+    deploy lets the release stay, a rollback sends it back."""
+    return script([
+        f"L={q(p.lock)}",
+        '[ -f "$L/watching" ] || exit 0',
+        f'printf %s {q(action)} > "$L/.watch-end.$$" && mv "$L/.watch-end.$$" "$L/watch-end"',
+    ])
+
+
 def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
     """Check the layout, take the lock, and report facts (python version, current release)."""
     lock_json = json.dumps(holder, sort_keys=True)
@@ -51,7 +61,8 @@ def prepare(p: Paths, python: str, holder: dict[str, str]) -> str:
         '  if [ -n "$k" ] && ! alive "$k" && ! alive "$(cat "$L/job" 2>/dev/null)";'
         ' then echo "took_over=$(head -n1 "$L/holder" | base64 -w0)"; rm -rf "$L"; fi',
         f'  if ! mkdir "$L" 2>/dev/null; then rm -f "$H"; cat "$L/holder" 2>/dev/null || true;'
-        ' if alive "$(cat "$L/job" 2>/dev/null)"; then echo job=running; fi;'
+        ' if alive "$(cat "$L/job" 2>/dev/null)"; then echo job=running;'
+        ' [ ! -f "$L/watching" ] || echo "watching=$(cat "$L/watching")"; fi;'
         f' exit {LOCKED}; fi',
         "fi",
         'mv "$H" "$L/holder"',

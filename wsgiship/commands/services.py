@@ -6,7 +6,7 @@ The service manager (systemd, supervisor) is the one `Paths.manager` names (see 
 from __future__ import annotations
 
 from .. import managers
-from ..layout import Paths
+from ..layout import SLOTS, Paths
 from ..managers import ServiceManager
 from ..privilege import as_app, root
 from ..shell import Raw, q, script
@@ -75,11 +75,17 @@ def live_slot(p: Paths) -> str:
     """Shell: prints the slot nginx sends traffic to (a, b), or nothing (an older wsgiship's
     single uWSGI, or none). The run dir is the app user's: run with app_user."""
     link = as_app("readlink", p.socket)
-    return f"$({{ {link} 2>/dev/null || true; }} | sed -n 's/^uwsgi-\\([a-z]\\)\\.sock$/\\1/p')"
+    names = "".join(SLOTS)
+    return (f"$({{ {link} 2>/dev/null || true; }}"
+            f" | sed -n 's/^uwsgi-\\([{names}]\\)\\.sock$/\\1/p')")
 
 
 OLD_RELEASE = ("release {release} was rendered for a single uWSGI (an older wsgiship): it cannot "
                "start beside the live one; deploy its code again instead")
+
+
+NOT_STARTED = ("reason=the new release's uWSGI did not start (no user request reached it): the "
+               "app failed to load? its log is below")
 
 
 def start_slot(p: Paths, release: str) -> str:
@@ -107,19 +113,30 @@ def start_slot(p: Paths, release: str) -> str:
         f' {q(p.slots)}/$slot',
         install_config(p, release),
         *(f"if [ $slot = {s} ]; then if ! {m.start(s)}; then {m.why_not_started(s)};"
-          f" {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi; fi"
-          for s in p_slots(m)),
+          f" {as_app('tail', '-n', '30', p.app_log)} >&2 || true; echo {q(NOT_STARTED)}; exit 1;"
+          " fi; fi" for s in p_slots(m)),
         # supervisor's start returns at the spawn: wait for the socket (systemd's at READY=1)
         "for i in $(seq 1 600); do",
         f'  {as_app("test", "-S", Raw(q(p.run_dir) + chr(34) + "/uwsgi-$slot.sock" + chr(34)))}'
         " && break",
-        *(f"  if [ $slot = {s} ] && ! {m.is_active(s)}; then echo \"uWSGI of slot {s} exited\""
-          f" >&2; {as_app('tail', '-n', '20', p.app_log)} >&2 || true; exit 1; fi"
+        *(f"  if [ $slot = {s} ] && ! {m.is_active(s)}; then"
+          f" {as_app('tail', '-n', '30', p.app_log)} >&2 || true; echo {q(NOT_STARTED)}; exit 1; fi"
           for s in p_slots(m)),
         "  sleep 0.1",
         "done",
+        f'{as_app("test", "-S", Raw(q(p.run_dir) + chr(34) + "/uwsgi-$slot.sock" + chr(34)))}'
+        f" || {{ {as_app('tail', '-n', '30', p.app_log)} >&2 || true; echo {q(NOT_STARTED)};"
+        " exit 1; }",
         "echo slot=$slot; echo uwsgi=started",
     ])
+
+
+def slot_pid(p: Paths) -> str:
+    """Shell: prints the master pid of the slot in $WSGISHIP_SLOT (privileged)."""
+    m = manager(p)
+    return ("case \"${WSGISHIP_SLOT:-}\" in "
+            + " ".join(f"{s}) {m.main_pid(s)} 2>/dev/null || true;;" for s in p_slots(m))
+            + " *) echo 0;; esac")
 
 
 def p_slots(m: ServiceManager) -> tuple[str, ...]:
@@ -143,22 +160,28 @@ def backlog_drained(socket: str, wait: float = 5.0) -> str:
     """Wait (up to `wait` s) until no connection waits in the listen queue of the socket bound
     at `socket`: nginx made them before the switch; stopping now would drop them."""
     awk = f"awk -v s={q(socket)} '$5 == s {{ print $3; exit }}'"
-    return (f"for i in $(seq 1 {int(wait * 50)}); do n=$(ss -xlH 2>/dev/null | {awk});"
+    return (f"for i in $(seq 1 {int(wait * 50)}); do n=$(ss -xlH 2>/dev/null | {awk} || true);"
             ' [ "${n:-0}" = 0 ] && break; sleep 0.02; done')
 
 
-def retire(p: Paths, keep_live: bool = True) -> str:
+def retire(p: Paths, keep_live: bool = True, kill: bool = False) -> str:
     """Stop every uWSGI but the live slot's (privileged; run with app_user): once nginx sends
     it nothing, each finishes its requests and exits (graceful stop, in the background), and its
     slot link goes so it does not start at boot. An older wsgiship's single uWSGI goes too.
-    `keep_live=False` (a first deploy that failed): every slot stops."""
+    `keep_live=False` (a first deploy that failed): every slot stops. `kill`: what stops is a
+    release that failed (it may hang): its workers are killed rather than waited for."""
     m = manager(p)
     lines = [f"live={live_slot(p)}" if keep_live else "live=''", "stopped=''"]
     for s in p_slots(m):
         lines.append(
             f'if [ "$live" != {s} ]; then'
             f" if {m.is_active(s)}; then {backlog_drained(p.slot_socket(s))};"
-            f" ( {m.stop(s)} >/dev/null 2>&1 & ); stopped={s}; fi;"
+            f" main=$({m.main_pid(s)} 2>/dev/null || true);"
+            f" {m.stop_later(s)}; stopped=\"$stopped {s}\";"
+            + (' if [ "${main:-0}" -gt 0 ]; then for i in $(seq 1 20); do sleep 0.1;'
+               f' {as_app("pkill", "-KILL", "-P", Raw(chr(34) + "$main" + chr(34)))} || true;'
+               f' {as_app("kill", "-0", Raw(chr(34) + "$main" + chr(34)))} 2>/dev/null || break;'
+               " done; fi;" if kill else "") + " fi;"
             f" rm -f {q(p.slot(s))}; fi")
     # an older wsgiship's one uWSGI, bound at the socket path the live link now holds
     fifo = as_app("timeout", "5", "tee", p.fifo)
@@ -167,8 +190,8 @@ def retire(p: Paths, keep_live: bool = True) -> str:
                 if m.name == "systemd" else "")
     lines += [
         f'if [ -n "$live" ] && {m.legacy_active}; then {backlog_drained(p.socket)}; {graceful}'
-        f" {m.legacy_stop}; stopped=single; fi",
-        'echo "retired=${stopped:-none}"',
+        f' {m.legacy_stop}; stopped="$stopped single"; fi',
+        'stopped=$(echo $stopped | tr " " ,); echo "retired=${stopped:-none}"',
     ]
     return script(lines)
 

@@ -45,6 +45,10 @@ class ServiceManager:
         """Stop the slot's uWSGI gracefully and wait until it is gone (a no-op when stopped)."""
         raise NotImplementedError
 
+    def stop_later(self, slot: str) -> str:
+        """Begin a graceful stop of the slot's uWSGI and return (fails when it may not)."""
+        raise NotImplementedError
+
     def main_pid(self, slot: str) -> str:
         """Prints the slot's master pid (0 or nothing when it does not run)."""
         raise NotImplementedError

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..privilege import RootCommand, root
+from ..privilege import FULL_PATHS, RootCommand, root
+from ..shell import cmd, q
 from .base import ServiceManager
 
 
@@ -35,6 +36,15 @@ class Supervisor(ServiceManager):
     def stop(self, slot: str) -> str:
         return f"{{ {self._ctl('stop', self.instance(slot))} >/dev/null; }}"
 
+    def stop_later(self, slot: str) -> str:
+        # supervisorctl waits for the stop: in the background, once sudo said it may
+        inst = self.instance(slot)
+        full = cmd(FULL_PATHS["supervisorctl"], "stop", inst)
+        why = f"sudo does not allow: supervisorctl stop {inst} (run fab setup)"
+        return (f'{{ if [ -n "$SUDO" ] && ! $SUDO -l {full} >/dev/null 2>&1; then'
+                f" echo {q(why)} >&2; exit 1; fi;"
+                f" ( {self._ctl('stop', inst)} >/dev/null 2>&1 & ); }}")
+
     def main_pid(self, slot: str) -> str:
         return str(self._ctl("pid", self.instance(slot)))
 
@@ -43,11 +53,10 @@ class Supervisor(ServiceManager):
 
     @property
     def apply_config(self) -> str:
-        # only this app's programs: `update` of all would also drop an older wsgiship's single
-        # program at once, before traffic left it (its slot retires it after the switch)
-        progs = [self.instance(s) for s in self.slots]
-        return (f"{self._ctl('reread')} >/dev/null;"
-                f" {self._ctl('update', *progs)} >/dev/null")
+        # reread only: `update` restarts a program whose config changed, the live slot's too;
+        # each slot's program is updated by the start that uses it (an older wsgiship's
+        # single program by the retire after the switch)
+        return f"{self._ctl('reread')} >/dev/null"
 
     @property
     def legacy_active(self) -> str:
@@ -63,7 +72,6 @@ class Supervisor(ServiceManager):
                   for verb in ("start", "stop", "status", "pid")),
                 *(self._ctl("tail", self.instance(s), "stderr") for s in self.slots),
                 *(self._ctl("update", self.instance(s)) for s in self.slots),
-                self._ctl("update", *(self.instance(s) for s in self.slots)),
                 self._ctl("reread"), self._ctl("status", self.service),
                 self._ctl("update", self.service)]
 

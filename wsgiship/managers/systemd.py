@@ -31,6 +31,9 @@ class Systemd(ServiceManager):
     def stop(self, slot: str) -> str:
         return str(self._ctl("stop", self.instance(slot)))
 
+    def stop_later(self, slot: str) -> str:
+        return str(self._ctl("stop", "--no-block", self.instance(slot)))
+
     def main_pid(self, slot: str) -> str:
         return f"systemctl show -p MainPID --value {self.quoted(slot)}"
 
@@ -58,6 +61,7 @@ class Systemd(ServiceManager):
         unit = self.service + ".service"
         return [*(self._ctl(verb, self.instance(s)) for s in self.slots
                   for verb in ("start", "stop")),
+                *(self._ctl("stop", "--no-block", self.instance(s)) for s in self.slots),
                 self._ctl("stop", unit), self._ctl("disable", "-q", unit)]
 
     @property

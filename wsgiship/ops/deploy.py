@@ -135,10 +135,9 @@ class Deploy:
         return f"{p.wheelhouse}/{key}"
 
     def validating(self) -> None:
+        # (the app itself is checked by starting it beside the live one: the publish's start
+        # and check steps, before any request can reach it)
         p = self.s.paths
-        with self.out.step("check app"):
-            self.remote.run(checks.import_check(p, self.release), app_user=self.s.app_user,
-                            what=f"import check of {self.app.wsgi} in the new venv")
         with self.out.step("check configs"):
             label = self.remote.label
             self.remote.run(checks.nginx_check(p, self.release)
@@ -147,7 +146,7 @@ class Deploy:
                             priv=True, what="nginx -t of the new site and service config check")
 
     def publishing(self) -> None:
-        job = publish_job(self.s, self.release, self.previous, mark=True)
+        job = publish_job(self.s, self.release, self.previous, mark=True, watch=True)
         self.published = run_job(
             self.s, job, self.release, f"rolling back to {self.previous}",
             record=self.s.entries(self.release, self.previous, revision=self.source.revision))
@@ -174,8 +173,8 @@ class Deploy:
         elif done and done.error is None:
             # published and checked, then a later step (an after_switch hook) failed
             self.out.line(f"rolling back to {self.previous}")
-            back = run_job(self.s, publish_job(self.s, self.previous, self.release, back=False),
-                           self.previous)
+            back = run_job(self.s, publish_job(self.s, self.previous, self.release, back=False,
+                                               leaving_failed=True), self.previous)
             if back.error is not None:
                 raise back.error
             back_to = self.previous

@@ -17,7 +17,7 @@ from ..commands import release as rel
 from ..config import App
 from ..errors import ConnectionLost, RemoteError, WsgishipError
 from ..remote import Remote, Result, Stream
-from ..shell import Raw, q
+from ..shell import Raw, q, script
 from .session import Session, pause_point
 from .state import read_state
 
@@ -44,9 +44,17 @@ def site_url(remote: Remote, app: App) -> str:
     return f"http://{host}{port}/"
 
 
-def forward_steps(s: Session, release: str) -> list[jobs.JobStep]:
+def as_login(r: Remote, body: str) -> str:
+    """A script as the login user's, inside a step of a job that may run as root."""
+    return script([f"{r.as_login} bash -c {q(body)}"]) if r.as_login else body
+
+
+def forward_steps(s: Session, release: str, leaving_failed: bool = False,
+                  watch: bool = False) -> list[jobs.JobStep]:
     """Start a release in its own uWSGI beside the live one, check it on its own socket, switch
-    `current` and nginx's socket link to it, check it through nginx, stop the other uWSGI."""
+    `current` and nginx's socket link to it, check it through nginx, stop the other uWSGI.
+    `leaving_failed`: the other one failed (it may hang): its workers are killed. `watch`
+    (health.watch): the previous one stays warm while the new one's 5xx rate is watched."""
     p, r, app, h = s.paths, s.remote, s.app, s.app.health
     host, step = health_host(app), jobs.JobStep
     slot_socket = Raw(q(p.run_dir) + '"/uwsgi-$WSGISHIP_SLOT.sock"')
@@ -59,7 +67,7 @@ def forward_steps(s: Session, release: str) -> list[jobs.JobStep]:
                                           release, h.timeout), app_user=s.app_user),
              timeout=h.timeout + 30, show=True),
         step("switch", "switch current",
-             r.job_body(rel.switch(p, release) + services.switch_traffic(p),
+             r.job_body(as_login(r, rel.switch(p, release)) + services.switch_traffic(p),
                         app_user=s.app_user)),
         step("install", "install the site", r.job_body(services.install(p), priv=True)),
         step("nginx", "reload nginx", r.job_body(nginx.reload_nginx(p), priv=True)),
@@ -67,13 +75,19 @@ def forward_steps(s: Session, release: str) -> list[jobs.JobStep]:
              r.job_body(health.health_check(app.http_port, host, h.path, h.status,
                                             release, h.timeout)),
              timeout=h.timeout + 30, show=True),
+        *([step("watch", "watch the new release",
+                r.job_body(health.watch(p, release, services.slot_pid(p), h.watch,
+                                        h.max_5xx_percent), priv=True, app_user=s.app_user),
+                timeout=h.watch + 60)] if watch and h.watch else []),
         step("retire", "stop the old uWSGI",
-             r.job_body(services.retire(p), priv=True, app_user=s.app_user)),
+             r.job_body(services.retire(p, kill=leaving_failed), priv=True,
+                        app_user=s.app_user)),
     ]
 
 
 def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
-                back: bool = True, why: str = "", unswitched: bool = True) -> jobs.Job:
+                back: bool = True, why: str = "", unswitched: bool = True,
+                leaving_failed: bool = False, watch: bool = False) -> jobs.Job:
     """The job that publishes `release` and, when it fails and `back`, publishes `previous`
     again. `mark`: the release is pending: the job marks it ok, or failed ("<why><reason>").
     `unswitched`: a failure before the switch only stops the new release's uWSGI (not for a
@@ -82,22 +96,23 @@ def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
     failed = [jobs.JobStep("applog", "read the app log",
                            r.job_body(services.error_log_tail(p, 12), app_user=s.app_user),
                            optional=True, show=True)]
-    if not (back and previous):
-        # nothing to go back to: the new release's uWSGI stops (it never served, or the site
+    if not previous:
+        # a first deploy: nothing to go back to; its uWSGI stops (it never served, or the site
         # is down either way)
         failed.append(jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
-            services.retire(p, keep_live=False), priv=True, app_user=s.app_user), optional=True))
+            services.retire(p, keep_live=False, kill=True), priv=True, app_user=s.app_user),
+            optional=True))
     if mark:
         failed.append(jobs.JobStep("mark", "mark failed", r.job_body(
             rel.mark_failed(p, release, Raw(q(why) + '"$WSGISHIP_REASON"'))), optional=True))
     return jobs.Job(
-        forward=forward_steps(s, release),
+        forward=forward_steps(s, release, leaving_failed, watch),
         ok=[jobs.JobStep("mark", "mark ok", r.job_body(rel.mark_ok(p, release)))] if mark else [],
         failed=failed,
-        back=forward_steps(s, previous) if back and previous else [],
+        back=forward_steps(s, previous, leaving_failed=True) if back and previous else [],
         back_to=previous if back else "",
         unswitched=[jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
-            services.retire(p), priv=True, app_user=s.app_user))] if unswitched else [])
+            services.retire(p, kill=True), priv=True, app_user=s.app_user))] if unswitched else [])
 
 
 @dataclass
@@ -119,10 +134,15 @@ def detail_of(name: str, facts: dict[str, str], s: Session) -> str:
         return f"slot {facts.get('slot', '?')} {how}, {s.app.processes} workers"
     if name == "check":
         return f"{s.app.health.path} -> {facts.get('status', '?')} (its own socket)"
+    if name == "watch":
+        note = facts.get("note", "")
+        return (f"{facts.get('requests', '?')} requests, {facts.get('errors', '?')} answered 5xx"
+                f" in {facts.get('watched', '?')}s" + (f" ({note})" if note else ""))
     if name == "retire":
-        gone = facts.get("retired", "none")
-        return {"none": "nothing else ran", "single": "the single uWSGI of before stopped"}.get(
-            gone, f"slot {gone} stopping gracefully")
+        gone = [g for g in facts.get("retired", "none").split(",") if g not in ("", "none")]
+        words = [f"slot {g} stopping gracefully" if g != "single" else
+                 "the single uWSGI of before stopped" for g in gone]
+        return ", ".join(words) or "nothing else ran"
     if name == "nginx":
         return facts.get("nginx", "")
     if name == "health":
@@ -189,7 +209,7 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
                 s.out.line(f"test pause after {event['pause']}")
             elif "back" in event:
                 shown = event["back"]
-                if not switched:
+                if event.get("way") == "unswitched":
                     s.out.line(f"release {release} failed before the switch and never served a "
                                f"request ({failure.get('reason', '?')}); {shown} keeps serving")
                 elif back_line:
@@ -210,7 +230,7 @@ def outcome(remote: Remote, event: dict, failure: dict) -> Outcome:
     if result == "ok":
         return Outcome(result)
     reason, output = event.get("reason", ""), event.get("output", "")
-    if failure.get("step") == "health":
+    if failure.get("step") in ("health", "check"):
         facts = failure.get("facts", {})
         body = "\n".join(line for line in output.splitlines()
                          if line.split("=")[0] not in facts)
@@ -221,6 +241,11 @@ def outcome(remote: Remote, event: dict, failure: dict) -> Outcome:
     else:
         error = remote.failure(Result(int(failure.get("code", 1)), "", output),
                                failure.get("what", ""))
+        said = failure.get("facts", {}).get("reason", "")
+        if said and "sudo" not in error.message:  # the step said what went wrong
+            error.message = said
+            error.detail = "\n".join(line for line in output.splitlines()
+                                     if not line.startswith("reason="))
     if event.get("back_reason"):
         error.message = f"{error.message}; going back failed too: {event['back_reason']}"
     return Outcome(result, error.reason, error)

@@ -29,6 +29,11 @@ class Rollback:
         with locked(self.remote, self.app, self.out, "rollback") as s:
             recovering(s)
             state = read_state(self.remote, self.app)
+            if s.ended_watch and state.current != s.ended_watch:
+                # the deploy in its watch window went back itself: that was the rollback
+                self.out.line(f"release {s.ended_watch} left its watch window by going back: "
+                              f"{state.current} serves")
+                return state.current
             try:
                 target = rollback_target(state, self.to)
             except WsgishipError as exc:

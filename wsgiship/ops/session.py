@@ -19,7 +19,7 @@ from ..errors import ConnectionLost, LockedError
 from ..facts import describe_lock
 from ..layout import Paths, paths_for
 from ..output import Reporter
-from ..remote import Remote, Stream, local_identity
+from ..remote import Remote, Result, Stream, local_identity
 
 
 def now_iso() -> str:
@@ -77,6 +77,7 @@ class Session:
     keeper: Keeper = field(default_factory=lambda: Keeper(None))
     facts: dict[str, str] = field(default_factory=dict)
     locked: bool = False
+    ended_watch: str = ""  # the release whose watch window this operation ended
     started: str = field(default_factory=now_iso)
     t0: float = field(default_factory=time.monotonic)
 
@@ -103,6 +104,8 @@ class Session:
             remote.run(rel.layout(p, remote.user), priv=True, what=f"create {p.deploy_to}")
             res = remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
                              what="prepare")
+        if res.code == rel.LOCKED and self.action in ("deploy", "rollback"):
+            res = self.end_watch(res)
         if res.code == rel.LOCKED:
             job = ("; its client is gone and the server is finishing its publish: deploy again in"
                    " a minute" if "job=running" in res.stdout.splitlines() else "")
@@ -124,6 +127,24 @@ class Session:
             gone = base64.b64decode(self.facts["took_over"]).decode("utf-8", "replace")
             self.out.line(f"took over the lock of {describe_lock(gone, self.app.lock_stale_after)}"
                           f": its client is gone")
+
+    def end_watch(self, res: Result) -> Result:
+        """The lock is a deploy's whose release is in its watch window (health.watch): end the
+        window (a deploy keeps that release, a rollback sends it back) and wait for the lock."""
+        watching = res.facts().get("watching", "")
+        if not watching:
+            return res
+        p, remote = self.paths, self.remote
+        how = "it goes back" if self.action == "rollback" else "it stays"
+        self.out.line(f"release {watching} is in its watch window: ending it now ({how})")
+        remote.run(rel.end_watch(p, self.action), what="end the watch window")
+        deadline = time.monotonic() + 120
+        while res.code == rel.LOCKED and time.monotonic() < deadline:
+            time.sleep(0.5)
+            res = remote.run(rel.prepare(p, self.app.python, self.holder()), check=False,
+                             what="prepare")
+        self.ended_watch = watching
+        return res
 
     def unlock(self) -> None:
         try:

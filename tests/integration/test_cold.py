@@ -71,15 +71,15 @@ def test_a_first_deploy_with_uv_and_the_uwsgi_wheel_needs_no_compiler(
                      r"requirements.txt", out), out
     assert p.get("/")[:2] == (200, "Hello World!")
     assert "pyuwsgi" in venv_site(p)
-    # a requirements change builds a new venv the same way; the chain of reloads still works
+    # a requirements change builds a new venv the same way; pyuwsgi starts beside the live one
     (p.app_dir / "requirements.txt").write_text("flask==3.1.3\nsix==1.16.0\n")
     p.set_text("six")
     out = p.must(p.deploy())
-    assert "with uv" in out and "graceful" in out, out
+    assert "with uv" in out and "stopping gracefully" in out, out
     assert p.get("/")[:2] == (200, "six")
     p.set_text("code only")
     out = p.must(p.deploy())
-    assert "reused venvs/" in out and "chain" in out, out
+    assert "reused venvs/" in out and "slot" in out, out
 
 
 def test_a_pinned_uwsgi_sdist_is_still_compiled(project) -> None:

@@ -240,4 +240,4 @@ def test_root_login_gives_code_and_env_fixed_modes(project) -> None:
     assert modes[".wsgiship"] in ("750", "2750")  # setgid: the group stays www-data
     assert modes[f"{p.deploy_to}/shared/local.cfg"] in ("640", "600")
     assert p.remote(f"stat -c %U {p.deploy_to}/shared/local.cfg").strip() == f"wsgiship-{p.name}"
-    assert p.remote(f"systemctl show -p User --value wsgiship-{p.name}").strip() == f"wsgiship-{p.name}"
+    assert p.remote(f"systemctl show -p User --value wsgiship-{p.name}@a").strip() == f"wsgiship-{p.name}"

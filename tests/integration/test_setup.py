@@ -44,7 +44,7 @@ def test_setup_then_deploy_as_restricted_user(bare, tmp_path):
                if k not in ("connect", "setup done")), second
     # sudo rules: exactly the deploy's commands, checked by visudo; nothing else
     rules = p.remote(f"cat /etc/sudoers.d/wsgiship-{p.name}")
-    assert f"/usr/bin/systemctl reload wsgiship-{p.name}" in rules
+    assert f"/usr/bin/systemctl start wsgiship-{p.name}@a.service" in rules
     assert f"deploy ALL=(wsgiship-{p.name}) NOPASSWD: ALL" in rules
     # the site nginx loads is root's own file, not a link into a release
     assert p.remote(f"stat -c '%F %U %a' /etc/nginx/sites-available/wsgiship-{p.name}").strip() == (

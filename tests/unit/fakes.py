@@ -10,7 +10,6 @@ machine. Privileged scripts get $SUDO first, as Remote.run(priv=True) sends them
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -152,6 +151,11 @@ LOG = r'''log() { local a="$*"; printf '%s\n' "${a//$'\n'/\\n}" >> "$CALLS"; }
 def fake_scripts(real_ln: str, real_readlink: str, real_stat: str,
                  real_id: str) -> dict[str, str]:
     """The fakes the `fakebin` fixture installs: name -> bash body (after NEED_ROOT)."""
+    return {**command_fakes(), **file_fakes(real_ln, real_readlink, real_stat, real_id)}
+
+
+def command_fakes() -> dict[str, str]:
+    """sudo, runuser, the service managers and nginx."""
     return {
         # sudo [-n] [-l] [-u USER --] CMD: as root, or as USER (then root's fakes refuse)
         "sudo": LOG + 'log sudo "$@"\n'
@@ -202,6 +206,14 @@ def fake_scripts(real_ln: str, real_readlink: str, real_stat: str,
                  '  printf "%s\\n" "$NGINX_OUT" | sed "s#SITE#$(dirname "${conf:-/x}")/site.conf#g"'
                  ' >&2; fi\n'
                  'exit "${NGINX_RC:-0}"\n',
+    }
+
+
+def file_fakes(real_ln: str, real_readlink: str, real_stat: str,
+               real_id: str) -> dict[str, str]:
+    """The root-only file commands, stat as root sees it, and the accounts (never the
+    machine's)."""
+    return {
         "install": 'echo "install $*" >> "$CALLS"\n'
                    'need_root install\n'
                    'case "${@: -1}" in /etc/*) echo "fake install: not into ${@: -1}" >&2;'
@@ -350,33 +362,6 @@ def current_release(deploy: Path, manager: str) -> Path:
     return r
 
 
-# --- reading a script: which commands it runs, with $SUDO, $AS_APP or neither ---
-
-# A command word: at a line start or after ; && || | ( { $( <(, behind any if/then/else/do/!/{.
-COMMAND = re.compile(
-    r"(?:^|&&|\|\||[;|(]|(?<!\$)\{|\$\(|<\()(?:[ \t]*(?:then|else|elif|if|while|do|!|\{)(?=[ \t]))*"
-    r"[ \t]*(?:(\$SUDO|\$AS_APP)[ \t]+)?([\w./-]+)((?:[^;&|)$<\n]|\$(?!\()|<(?!\())*)", re.M)
-
-
-def prefixed_commands(text: str) -> list[tuple[str, str, str]]:
-    """(its prefix: "$SUDO", "$AS_APP" or "", command, its arguments) for every command in a
-    script, assignments (NAME=value, and arithmetic) left out."""
-    out = []
-    text = re.sub(r"\$\(\([^)]*\)\)", "0", text)  # arithmetic
-    for m in COMMAND.finditer(text):
-        prefix, word, rest = m[1] or "", m[2], m[3]
-        if rest.startswith("=") or word.isupper():
-            continue
-        out.append((prefix, word, rest.strip()))
-    return out
-
-
-def commands(text: str) -> list[tuple[bool, str, str]]:
-    """(carries $SUDO, command, its arguments) for every command in a script (see
-    prefixed_commands)."""
-    return [(prefix == "$SUDO", word, args) for prefix, word, args in prefixed_commands(text)]
-
-
 def local_runs(r: Any, monkeypatch: Any, sh: Callable[..., Any]) -> list[str]:
     """Make `r` run its scripts here; the list says how each went (run, or sudo)."""
     seen: list[str] = []
@@ -393,5 +378,3 @@ def local_runs(r: Any, monkeypatch: Any, sh: Callable[..., Any]) -> list[str]:
     monkeypatch.setattr(r.conn, "sudo", runner("sudo"))
     return seen
 
-
-# a product bug, see test_lock.py: ALIVE after `!`/`&&` in an `if` ends its condition early

@@ -97,6 +97,20 @@ def test_a_refused_prepare_says_nothing_of_a_job_that_ended(deploy: Path, sh) ->
     assert res.stdout.splitlines() == [json.dumps(first, sort_keys=True)]
 
 
+@pytest.mark.parametrize("job", ["running", "ended"])
+def test_a_lock_whose_job_watches_its_release_says_which(deploy: Path, sh, sleeper,
+                                                         job: str) -> None:
+    # a deploy in its watch window (health.watch): the next deploy or rollback may end it
+    first = {"by": "alice@laptop", "token": "t1", "keeper": ident(os.getpid())}
+    lock = held(deploy, first, job=ident(sleeper.pid) if job == "running" else dead_ident())
+    (lock / "watching").write_text("20250101T000002Z-0000002")
+    res = take(deploy, sh, {"by": "bob@desk", "token": "t2", "keeper": "1 1"})
+    assert res.returncode == release.LOCKED
+    # a job that ended watches nothing, whatever it left
+    assert res.stdout.splitlines() == [json.dumps(first, sort_keys=True), *(
+        ["job=running", "watching=20250101T000002Z-0000002"] if job == "running" else [])]
+
+
 def test_a_lock_without_a_keeper_is_never_taken_over(deploy: Path, sh) -> None:
     # an older wsgiship's lock, or a holder cut short: only `fab unlock` removes it
     (deploy / ".lock").mkdir()

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import HOSTILE_TOUCH, PWNED, add_fakes, commands, run_script
+from fakes import HOSTILE_TOUCH, PWNED, add_fakes, run_script
+from script_commands import commands
 
 from wsgiship import layout, managers, privilege
 from wsgiship.managers import ServiceManager, Supervisor, Systemd

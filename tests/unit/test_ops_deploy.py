@@ -14,7 +14,7 @@ import pytest
 from fakes import NAME, line_with
 
 from wsgiship import output
-from wsgiship.commands import venv
+from wsgiship.commands import checks, venv
 from wsgiship.config import App, Host
 from wsgiship.errors import RemoteError, WsgishipError
 from wsgiship.layout import paths_for
@@ -159,3 +159,52 @@ def test_a_failed_publish_says_whether_the_release_served_and_logs_it(
     assert what == "deploy log" and (entry["release"], entry["result"], entry["reason"]) == (
         NAME, "failed", CHECK.reason)
     assert entry["rolled_back_to"] == (previous or None)
+
+
+# --- validating and publishing ---
+
+
+def test_validating_checks_the_configs_only(updating) -> None:
+    # the app itself is checked by starting it in its slot (the publish job's start and check)
+    u = updating({"python": "3.11.2"})
+    u.deploy.validating()
+    assert [what for what, _ in u.runs] == ["nginx -t of the new site and service config check"]
+    assert [line.split("  ")[0] for line in u.lines()] == ["[web1] check configs"]
+    assert checks.IMPORT_CHECK not in u.runs[0][1]
+
+
+@pytest.mark.parametrize("watch", [0, 90])
+def test_a_deploy_publishes_with_its_watch_window(updating, monkeypatch, watch: int) -> None:
+    from wsgiship.ops import deploy as deploy_mod
+
+    u = updating({"python": "3.11.2"}, health={"watch": watch})
+    u.deploy.previous = R0
+    given: list[object] = []
+    monkeypatch.setattr(deploy_mod, "run_job",
+                        lambda s, job, release, *a, **k: given.append(job) or Outcome("ok"))
+    u.deploy.publishing()
+    [job] = given
+    steps = [x.name for x in job.forward]  # type: ignore[attr-defined]
+    assert ("watch" in steps) == bool(watch)
+    assert steps[-1] == "retire" and [x.name for x in job.back] == [  # type: ignore[attr-defined]
+        "start", "check", "switch", "install", "nginx", "health", "retire"]
+
+
+def test_going_back_after_a_hook_failed_kills_the_release_it_leaves(updating,
+                                                                   monkeypatch) -> None:
+    from wsgiship.commands import services
+    from wsgiship.ops import deploy as deploy_mod
+
+    u = updating({"python": "3.11.2"})
+    d = u.deploy
+    d.created, d.previous, d.published = True, R0, Outcome("ok", switched=True)
+    given: list[tuple[object, str]] = []
+    monkeypatch.setattr(deploy_mod, "run_job",
+                        lambda s, job, release, *a, **k: given.append((job, release))
+                        or Outcome("ok"))
+    d.failed(RemoteError("after_switch hook failed (exit 1)", host="web1"))
+    [(job, release)] = given
+    assert release == R0 and job.back == []  # type: ignore[attr-defined]
+    retire = job.forward[-1]  # type: ignore[attr-defined]
+    assert retire.body.endswith(services.retire(d.s.paths, kill=True))
+    assert u.lines()[0] == f"[web1] rolling back to {R0}"

@@ -24,6 +24,7 @@ from fakes import HOSTILE, add_release, local_runs, run_script
 
 from wsgiship import output
 from wsgiship.commands import job as jobs
+from wsgiship.commands import services
 from wsgiship.config import App, Host
 from wsgiship.errors import RemoteError
 from wsgiship.ops import publish
@@ -335,17 +336,27 @@ def test_publish_job_undoes_a_release_that_failed_before_the_switch_by_stopping_
     assert whole.unswitched == [] and whole.back == job.back
 
 
-@pytest.mark.parametrize("previous, back", [("", True), (R1, False), ("", False)],
-                         ids=["first-release", "no-way-back", "neither"])
-def test_publish_job_without_a_way_back_stops_every_uwsgi_when_it_fails(
-        jsession, previous: str, back: bool) -> None:
+@pytest.mark.parametrize("back", [True, False])
+def test_a_first_deploy_that_fails_stops_every_uwsgi(jsession, back: bool) -> None:
+    # nothing to go back to: whatever slot its uWSGI is in, it stops (killed: it failed)
     s = jsession()
-    job = publish.publish_job(s, R2, previous, mark=True, back=back)
+    job = publish.publish_job(s, R2, "", mark=True, back=back)
     assert job.back == [] and job.back_to == ""
     assert [x.name for x in job.failed] == ["applog", "retire", "mark"]
     retire = job.failed[1]
     assert (retire.what, retire.optional) == ("stop the new uWSGI", True)
     assert keeps(retire) == "none" and keeps(job.forward[-1]) == "live"
+    assert retire.body.endswith(services.retire(s.paths, keep_live=False, kill=True))
+
+
+def test_a_publish_with_a_previous_release_but_no_way_back_stops_nothing_when_it_fails(
+        jsession) -> None:
+    # (after an after_switch hook failed, the deploy publishes the previous release again
+    # without a way back: should that fail, the release it came from goes on serving)
+    s = jsession()
+    job = publish.publish_job(s, R1, R2, back=False, leaving_failed=True)
+    assert job.back == [] and job.back_to == ""
+    assert [x.name for x in job.failed] == ["applog"]
 
 
 @pytest.mark.parametrize("why", ["", "unverified, then ", HOSTILE])

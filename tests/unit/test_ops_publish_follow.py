@@ -149,7 +149,8 @@ def test_follow_turns_back_after_a_failed_check(session, streams) -> None:
     events = [*published(R2)[:SWITCHED], ev(step="health", state="start"),
               ev(step="health", state="failed", code=1, output=HEALTH_OUT, facts=HEALTH_FACTS,
                  reason=REASON, what="health check", took=5.2),
-              *step("applog", 0.02), *step("mark", 0.01), ev(back=R1), *published(R1, "b"),
+              *step("applog", 0.02), *step("mark", 0.01), ev(back=R1, way="back"),
+              *published(R1, "b"),
               ev(result="back", reason=REASON, output=HEALTH_OUT, log=APP_LOG, back_reason="")]
     done = follow(s, streams, [(events, [])], back_line=f"rolling back to {R1} ({{reason}})")
     # R2 served requests: the caller's line; the way back starts R1 again and switches to it
@@ -186,7 +187,7 @@ def test_a_failed_way_back_keeps_the_first_failure_as_the_error(session, streams
     events = [*published(R2)[:SWITCHED], ev(step="health", state="start"),
               ev(step="health", state="failed", code=1, output=HEALTH_OUT, facts=HEALTH_FACTS,
                  reason=REASON, what="health check", took=5.2),
-              ev(back=R1), ev(step="start", state="start"),
+              ev(back=R1, way="back"), ev(step="start", state="start"),
               ev(step="start", state="failed", code=1, output="uWSGI of slot b exited",
                  facts={}, reason="start uWSGI failed (exit 1)", what="start uWSGI", took=1.0),
               ev(result="back_failed", reason=REASON, output=HEALTH_OUT, log=APP_LOG,
@@ -204,12 +205,13 @@ CHECK_OUT = HEALTH_OUT.replace("http://localhost:80/up", "http://localhost:80/up
                                                         "uWSGI's own socket (before the switch)")
 
 
-def check_failed() -> list[str]:
-    """R2 started in slot b, then failed its check on its own socket: nothing was switched."""
+def check_failed(way: str = "unswitched") -> list[str]:
+    """R2 started in slot b, then failed its check on its own socket: nothing was switched; the
+    job takes `way` back."""
     return [*step("start", 1.25, slot="b", uwsgi="started"), ev(step="check", state="start"),
             ev(step="check", state="failed", code=1, output=CHECK_OUT, facts=HEALTH_FACTS,
                reason=REASON, what="check the new uWSGI", took=5.2),
-            *step("applog", 0.02), *step("mark", 0.01), ev(back=R1)]
+            *step("applog", 0.02), *step("mark", 0.01), ev(back=R1, way=way)]
 
 
 def test_a_release_that_failed_before_the_switch_is_said_to_have_never_served(
@@ -231,7 +233,7 @@ def test_a_release_that_failed_before_the_switch_is_said_to_have_never_served(
 def test_the_switch_of_the_way_back_is_not_the_releases_own(session, streams) -> None:
     # a release with no shortcut back (recovering): the way back publishes R1 again
     s = session()
-    events = [*check_failed(), *published(R1),
+    events = [*check_failed("back"), *published(R1),
               ev(result="back", reason=REASON, output=CHECK_OUT, log=APP_LOG, back_reason="")]
     done = follow(s, streams, [(events, [])])
     assert row("switch", f"  0.10s  current -> releases/{R1}, nginx -> slot a") in lines(s)

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from fakes import prefixed_commands
+from script_commands import prefixed_commands
 
 from wsgiship import managers, output, privilege
 from wsgiship.commands import checks, nginx, release, services, setup

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "wsgiship"
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# builders that are mostly one literal shell script
-LITERAL_SCRIPTS = {("wsgiship/commands/services.py", "reload_uwsgi")}
+# builders that are mostly one literal shell script, allowed to be longer (none now: start_slot,
+# retire and the watch's builder fit; an entry must name a function that exists)
+LITERAL_SCRIPTS: set[tuple[str, str]] = set()
 
 
 def sources() -> list[Path]:
@@ -77,6 +78,13 @@ def test_no_function_is_over_60_lines_but_literal_scripts() -> None:
                 if size > MAX_FUNCTION_LINES and (rel, node.name) not in LITERAL_SCRIPTS:
                     long.append(f"{rel}:{node.lineno} {node.name} ({size} lines)")
     assert long == []
+
+
+def test_the_literal_scripts_exempted_exist() -> None:
+    defined = {(str(p.relative_to(ROOT)), node.name) for p in sources()
+               for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+               if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    assert LITERAL_SCRIPTS - defined == set()
 
 
 def test_the_import_graph_has_no_cycle() -> None:

@@ -15,15 +15,14 @@ from fakes import (
     as_app,
     as_deploy,
     calls,
-    commands,
     current_release,
     local_runs,
-    prefixed_commands,
     priv,
     rel,
     site,
     svc_paths,
 )
+from script_commands import commands, prefixed_commands
 
 from wsgiship import privilege, shell
 from wsgiship.commands import checks, nginx, release, services

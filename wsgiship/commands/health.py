@@ -119,6 +119,9 @@ def workers():
     out = subprocess.run(["pgrep", "-P", main], capture_output=True, text=True).stdout
     return set(out.split())
 
+if main in ("", "0"):
+    print("watched=0\nrequests=0\nerrors=0\nnote=the new uWSGI's master was not found: nothing watched")
+    sys.exit(0)
 start = refreshed = time.monotonic()
 ours, total, errors, buf, failed, why = workers(), 0, 0, b"", False, ""
 while True:

@@ -106,7 +106,8 @@ def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
         failed.append(jobs.JobStep("mark", "mark failed", r.job_body(
             rel.mark_failed(p, release, Raw(q(why) + '"$WSGISHIP_REASON"'))), optional=True))
     return jobs.Job(
-        forward=forward_steps(s, release, leaving_failed, watch),
+        # a first deploy has nothing to keep warm: no watch window
+        forward=forward_steps(s, release, leaving_failed, watch and bool(previous)),
         ok=[jobs.JobStep("mark", "mark ok", r.job_body(rel.mark_ok(p, release)))] if mark else [],
         failed=failed,
         back=forward_steps(s, previous, leaving_failed=True) if back and previous else [],
@@ -191,10 +192,11 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
                 raw.append(line)
                 continue
             name = event.get("step", "")
+            if event.get("state") == "start" and name == "switch" and shown == release:
+                switched = True  # it may move a link from here on
             if event.get("state") == "start" and name not in QUIET:
                 ends[name] = s.out.begin(name)
             elif event.get("state") == "ok" and name == "switch" and shown == release:
-                switched = True
                 if name in ends:
                     facts = {**event.get("facts", {}), "release": shown}
                     ends.pop(name)(detail_of(name, facts, s), took=event.get("took"))

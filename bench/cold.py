@@ -91,7 +91,7 @@ def main() -> None:
         print(f"warm code-only deploy: {min(warm):5.2f} s best; requirements change: "
               f"{changed:5.2f} s -> {changed / min(warm):.2f}x (target <= 1.5x)")
         old, _, _, _ = b.cold(installer="pip", uwsgi_package="uwsgi")
-        print(f"the default path (uWSGI compiled from its sdist, by pip): {old:5.2f} s"
+        print(f"the old path (uWSGI compiled from its sdist, by pip): {old:5.2f} s"
               f" -> {old / min(colds):.1f}x the new cold deploy")
         wh, out, _, _ = b.cold(wheelhouse=True, uwsgi_package="pyuwsgi")
         size = re.search(r"wheelhouse\s+[\d.]+s\s+(.*)", out)

@@ -60,9 +60,8 @@ class App:
     hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
     service_manager: str = "systemd"
     remove_default_site: bool = False
-    # uWSGI compiled from its sdist (uwsgi), or from a manylinux wheel (pyuwsgi: no compiler,
-    # but its graceful reload re-binds the socket: README, Python packages on the server)
-    uwsgi_package: str = "uwsgi"
+    # uWSGI from its manylinux wheels (pyuwsgi: no compiler), or compiled from its sdist (uwsgi)
+    uwsgi_package: str = "pyuwsgi"
     # fab setup installs a compiler (build-essential python3-dev): for sdist-only C extensions
     build: bool = False
     # uv when setup installed it (auto), or always one of them

@@ -21,7 +21,7 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 # Pinned when the app does not pin uWSGI itself: the versions measured with these templates.
 # pyuwsgi is the same uWSGI as manylinux wheels (no compiler on the server); uwsgi its sdist.
 UWSGI_PACKAGES = {"pyuwsgi": "pyuwsgi==2.0.30.post1", "uwsgi": "uwsgi==2.0.31"}
-UWSGI_REQUIREMENT = UWSGI_PACKAGES["uwsgi"]
+UWSGI_REQUIREMENT = UWSGI_PACKAGES["pyuwsgi"]  # the default
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def requirements_from(files: dict[str, bytes]) -> str:
     return next((name for name in ("requirements.txt", "pyproject.toml") if name in files), "")
 
 
-def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "uwsgi") -> str:
+def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "pyuwsgi") -> str:
     """requirements.txt, else pyproject.toml's [project] dependencies; plus uWSGI (from
     `uwsgi_package`) unless the app names uwsgi or pyuwsgi itself."""
     origin = requirements_from(files)
@@ -109,7 +109,7 @@ def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "
     return text
 
 
-def collect(root: Path, uwsgi_package: str = "uwsgi") -> Source:
+def collect(root: Path, uwsgi_package: str = "pyuwsgi") -> Source:
     """Read the app at `root`: git HEAD when root is a git work tree's top, else the directory."""
     if not root.is_dir():
         raise ConfigError(f"app.source: directory {root} not found")

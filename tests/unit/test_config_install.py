@@ -22,10 +22,16 @@ def load_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> st
     return str(err.value)
 
 
-def test_defaults_are_the_uwsgi_sdist_and_so_a_compiler_and_uv_when_there(write_hosts) -> None:
+def test_defaults_are_the_pyuwsgi_wheel_and_so_no_compiler_and_uv_when_there(write_hosts) -> None:
     app = config.load(write_hosts(BASE + "hosts: {h: {}}\n")).host("h").app
     assert (app.uwsgi_package, app.build, app.installer, app.wheelhouse) == (
-        "uwsgi", False, "auto", False)
+        "pyuwsgi", False, "auto", False)
+    assert app.needs_compiler is False
+
+
+def test_the_uwsgi_sdist_is_still_chosen_by_name_and_so_a_compiler(write_hosts) -> None:
+    app = config.load(write_hosts(BASE + "  uwsgi_package: uwsgi\nhosts: {h: {}}\n")).host("h").app
+    assert (app.uwsgi_package, app.build) == ("uwsgi", False)
     assert app.needs_compiler is True
 
 
@@ -65,7 +71,7 @@ def test_a_bad_install_key_of_a_host_names_the_host(tmp_path: Path,
 
 
 @pytest.mark.parametrize("settings, compiler", [
-    ({}, True),                                      # the default: the uwsgi sdist
+    ({}, False),                                     # the default: the pyuwsgi wheel
     ({"uwsgi_package": "pyuwsgi"}, False),           # the wheel: no compiler
     ({"uwsgi_package": "uwsgi"}, True),              # the sdist is compiled on the server
     ({"build": True, "uwsgi_package": "pyuwsgi"}, True),  # the app's own sdists

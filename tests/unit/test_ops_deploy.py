@@ -94,7 +94,7 @@ def test_updating_builds_the_venv_with_the_chosen_installer(updating, installer:
     u = updating(facts, installer=installer)
     u.deploy.updating()
     src, p = u.deploy.source, paths_for(u.deploy.app)
-    assert src.requirements == "flask\nuwsgi==2.0.31\n"  # the default: the uwsgi sdist
+    assert src.requirements == "flask\npyuwsgi==2.0.30.post1\n"  # the default: the pyuwsgi wheel
     key = venv.venv_key(src.requirements, "python3", "3.11.2", chosen, False)
     what, body = u.runs[-1]
     assert what == f"{chosen} install (venv {key})"
@@ -111,11 +111,12 @@ def test_a_reused_venv_says_so(updating) -> None:
     assert " reused venvs/" in step
 
 
-def test_the_pyuwsgi_wheel_changes_the_venv(updating) -> None:
-    u = updating({"python": "3.11.2"}, uwsgi_package="pyuwsgi")
+def test_the_uwsgi_sdist_changes_the_venv(updating) -> None:
+    u = updating({"python": "3.11.2"}, uwsgi_package="uwsgi")
     u.deploy.updating()
-    assert u.deploy.source.requirements == "flask\npyuwsgi==2.0.30.post1\n"
-    key = venv.venv_key("flask\npyuwsgi==2.0.30.post1\n", "python3", "3.11.2", "pip", False)
+    assert u.deploy.source.requirements == "flask\nuwsgi==2.0.31\n"
+    key = venv.venv_key("flask\nuwsgi==2.0.31\n", "python3", "3.11.2", "pip", False)
+    assert key != venv.venv_key("flask\npyuwsgi==2.0.30.post1\n", "python3", "3.11.2", "pip", False)
     assert u.runs[-1][0] == f"pip install (venv {key})"
 
 

@@ -112,10 +112,10 @@ def test_step_scripts(host: Callable[[str], Host], alias: str, manager: str, own
     got = dict(steps(host(alias)))
     p = Paths("/srv/shop", "shop", manager)
     assert got["os"] == cmds.check_os()
-    # the default uwsgi_package (uwsgi, the sdist) is compiled on the server
+    # the default uwsgi_package (pyuwsgi, manylinux wheels) needs no compiler on the server
     assert got["packages"] == cmds.packages(("supervisor",) if manager == "supervisor" else (),
-                                            compiler=True)
-    assert "python3-dev" in got["packages"] and "build-essential" in got["packages"]
+                                            compiler=False)
+    assert "python3-dev" not in got["packages"] and "build-essential" not in got["packages"]
     assert got["layout"] == cmds.layout(p, owner, app_user, *shared)
     assert got["uv"] == venv.install_uv(p)
     assert got["nginx"] == cmds.nginx(remove_default)
@@ -175,8 +175,8 @@ def test_steps_of_a_deploy_user_need_its_keys(host: Callable[[str], Host]) -> No
 
 @pytest.mark.parametrize("alias, compiler", [
     ("root5", False),   # uWSGI from the pyuwsgi wheel, build false: no compiler
-    ("root1", True),    # the default uwsgi_package: uwsgi, the sdist
-    ("dep8", True),
+    ("root1", False),   # the default uwsgi_package: pyuwsgi, the wheel
+    ("dep8", False),    # installer: pip, the default pyuwsgi wheel
     ("root3", True),    # build: true (with the pyuwsgi wheel)
     ("root4", True),    # uwsgi_package: uwsgi, the sdist
 ])

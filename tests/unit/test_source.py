@@ -249,13 +249,13 @@ def test_collect_fills_in_requirements(tree: Path) -> None:
     assert source.collect(tree).requirements == "flask==3.1.3\n" + source.UWSGI_REQUIREMENT + "\n"
 
 
-# --- which uWSGI: the uwsgi sdist (default) or the pyuwsgi wheel ---
+# --- which uWSGI: the pyuwsgi wheel (default) or the uwsgi sdist ---
 
 
-def test_uwsgi_comes_from_the_uwsgi_sdist_by_default() -> None:
+def test_uwsgi_comes_from_the_pyuwsgi_wheel_by_default() -> None:
     assert source.UWSGI_PACKAGES == {"pyuwsgi": "pyuwsgi==2.0.30.post1", "uwsgi": "uwsgi==2.0.31"}
-    assert source.UWSGI_REQUIREMENT == "uwsgi==2.0.31"
-    assert req({"requirements.txt": "flask\n"}) == "flask\nuwsgi==2.0.31\n"
+    assert source.UWSGI_REQUIREMENT == "pyuwsgi==2.0.30.post1"
+    assert req({"requirements.txt": "flask\n"}) == "flask\npyuwsgi==2.0.30.post1\n"
 
 
 @pytest.mark.parametrize("package", ["pyuwsgi", "uwsgi"])
@@ -291,13 +291,13 @@ def test_requirements_from(names: list[str], origin: str) -> None:
 
 
 def test_collect_names_the_requirements_file_and_the_uwsgi_package(tree: Path) -> None:
-    src = source.collect(tree, "pyuwsgi")
-    assert src.requirements == "flask==3.1.3\npyuwsgi==2.0.30.post1\n"
+    src = source.collect(tree, "uwsgi")
+    assert src.requirements == "flask==3.1.3\nuwsgi==2.0.31\n"
     assert src.requirements_from == "requirements.txt"
     (tree / "requirements.txt").unlink()
     (tree / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["redis"]\n')
-    src = source.collect(tree)
-    assert (src.requirements, src.requirements_from) == ("redis\nuwsgi==2.0.31\n",
+    src = source.collect(tree)  # the default: the pyuwsgi wheel
+    assert (src.requirements, src.requirements_from) == ("redis\npyuwsgi==2.0.30.post1\n",
                                                          "pyproject.toml")
     (tree / "pyproject.toml").unlink()
     assert source.collect(tree).requirements_from == ""

@@ -25,6 +25,8 @@ cat > "$D/uwsgi.ini" <<INI
 [uwsgi]
 master = true
 home = $VENV
+; a graceful reload re-execs: through the venv's python (pyuwsgi's uwsgi is a Python script)
+binary-path = $VENV/bin/python3
 chdir = $D/current
 module = hello:app
 processes = $WORKERS
@@ -54,7 +56,7 @@ D=$D; R=\$D/releases/$N
 mkdir -p \$R; tar -xz -C \$R
 ln -sfn \$R \$D/.current && mv -T \$D/.current \$D/current
 if [ -p \$D/fifo ] && [ -S \$D/uwsgi.sock ]; then printf r > \$D/fifo
-else \$(grep ^home \$D/uwsgi.ini | cut -d\" \" -f3)/bin/uwsgi --ini \$D/uwsgi.ini; fi
+else cd /; \$(grep ^home \$D/uwsgi.ini | cut -d\" \" -f3)/bin/uwsgi --ini \$D/uwsgi.ini; fi
 systemctl reload nginx
 python3 - $PORT \"$TEXT\" <<PY
 import sys, time, urllib.request

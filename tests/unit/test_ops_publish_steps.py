@@ -191,7 +191,10 @@ def test_a_release_that_fails_its_watch_goes_back(session, streams) -> None:
               *published(R1, "b"), ev(result="back", reason=WATCH_REASON, output=WATCH_OUT,
                                       log=APP_LOG, back_reason="")]
     done = follow(s, streams, events, back_line=f"rolling back to {R1} ({{reason}})")
-    assert lines(s)[5:8] == [row("watch", " 12.00s  FAILED"),
+    # the window is announced when it opens: a long watch is not a silent wait
+    assert lines(s)[5] == (f"[web1] watching {R2} for {s.app.health.watch}s, the previous "
+                           "release kept warm (`fab rollback` now switches back at once)")
+    assert lines(s)[6:9] == [row("watch", " 12.00s  FAILED"),
                              f"[web1] rolling back to {R1} ({WATCH_REASON})",
                              row("start", "  1.25s  slot b started, 2 workers")]
     assert (done.result, done.reason, done.switched) == ("back", WATCH_REASON, True)

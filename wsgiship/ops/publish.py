@@ -194,6 +194,9 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
             name = event.get("step", "")
             if event.get("state") == "start" and name == "switch" and shown == release:
                 switched = True  # it may move a link from here on
+            if event.get("state") == "start" and name == "watch":
+                s.out.line(f"watching {release} for {s.app.health.watch}s, the previous release "
+                           f"kept warm (`fab rollback` now switches back at once)")
             if event.get("state") == "start" and name not in QUIET:
                 ends[name] = s.out.begin(name)
             elif event.get("state") == "ok" and name == "switch" and shown == release:

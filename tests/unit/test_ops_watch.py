@@ -10,7 +10,7 @@ unlocking."""
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import json
 import os
 import shutil
@@ -23,40 +23,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fakes import add_release, local_runs, run_script
+from fakes import add_release
 from procs import ident
+from test_ops_publish import local_session as publish_session
 
-from wsgiship import output
-from wsgiship.config import App, Host
+from wsgiship.config import App
 from wsgiship.errors import LockedError
 from wsgiship.ops import publish
 from wsgiship.ops import rollback as rollback_mod
 from wsgiship.ops import session as session_mod
 from wsgiship.ops.session import Session
-from wsgiship.remote import Remote
 
 R1, R2 = "20250101T000001Z-0000001", "20250101T000002Z-0000002"
 OTHER = {"by": "alice@laptop", "token": "t1", "action": "deploy"}
 
 
 def local_session(app: App, monkeypatch: pytest.MonkeyPatch, action: str) -> Session:
-    """A Session whose scripts run here; `remote.whats` lists what each run did. Its keeper is
-    this process (the lock's keeper lives as long as its client)."""
-    remote = Remote(Host("web1", "192.0.2.1", app, user="deploy"))
-    local_runs(remote, monkeypatch, run_script)
-    whats: list[str] = []
-    real = remote.run
-
-    def run(body: str, **kwargs: object) -> object:
-        whats.append(str(kwargs.get("what", "")))
-        return real(body, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(remote, "run", run)
-    remote.whats = whats  # type: ignore[attr-defined]
+    """test_ops_publish's local Session (scripts run here, `remote.whats`), doing `action`,
+    whose keeper is this process (the lock's keeper lives as long as its client)."""
     monkeypatch.setattr(session_mod.Keeper, "start", classmethod(
         lambda cls, *_a, **_k: cls(None, ident(os.getpid()))))
-    out = output.Reporter("web1", output.Printer(io.BytesIO(), io.BytesIO()), live=False)
-    return Session(remote=remote, app=app, out=out, action=action)
+    return dataclasses.replace(publish_session(app, monkeypatch), action=action)
 
 
 def lines(s: Session) -> list[str]:

@@ -87,6 +87,23 @@ def requirements_from(files: dict[str, bytes]) -> str:
     return next((name for name in ("requirements.txt", "pyproject.toml") if name in files), "")
 
 
+def requirement_names(text: str) -> list[str]:
+    """The normalised project names of requirement lines."""
+    return [re.split(r"[\s<>=!~;\[@(]", line.split("#")[0].strip(), maxsplit=1)[0]
+            .lower().replace("_", "-") for line in text.splitlines()]
+
+
+def pins_uwsgi_sdist(root: Path) -> bool:
+    """The app's own requirements name `uwsgi`, the sdist compiled on the server (so `fab setup`
+    installs a compiler for it, whatever uwsgi_package says)."""
+    files = {n: (root / n).read_bytes() for n in ("requirements.txt", "pyproject.toml")
+             if (root / n).is_file()}
+    try:
+        return "uwsgi" in requirement_names(requirements_of(files, root))
+    except ConfigError:
+        return False  # the deploy says what is wrong with it
+
+
 def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "pyuwsgi") -> str:
     """requirements.txt, else pyproject.toml's [project] dependencies; plus uWSGI (from
     `uwsgi_package`) unless the app names uwsgi or pyuwsgi itself."""
@@ -101,9 +118,7 @@ def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "
         text = "".join(f"{dep}\n" for dep in project.get("dependencies", []))
     else:
         text = ""
-    names = [re.split(r"[\s<>=!~;\[@(]", line.split("#")[0].strip(), maxsplit=1)[0]
-             for line in text.splitlines()]
-    if not any(n.lower().replace("_", "-") in ("uwsgi", "pyuwsgi") for n in names):
+    if not {"uwsgi", "pyuwsgi"} & set(requirement_names(text)):
         text = (text.rstrip("\n") + ("\n" if text.strip() else "")
                 + UWSGI_PACKAGES[uwsgi_package] + "\n")
     return text

@@ -187,3 +187,23 @@ def test_a_compiler_only_for_an_app_that_builds(host: Callable[[str], Host], ali
     packages = dict(steps(h))["packages"]
     assert packages == cmds.packages((), compiler=compiler)
     assert ("build-essential" in packages) is compiler and ("python3-dev" in packages) is compiler
+
+
+@pytest.mark.parametrize("files, compiler", [
+    ({"requirements.txt": "flask\nuwsgi==2.0.31\n"}, True),    # the app pins the sdist itself
+    ({"requirements.txt": "flask\nUWSGI>=2\n"}, True),
+    ({"requirements.txt": "flask\npyuwsgi\n"}, False),          # the wheel: nothing to compile
+    ({"requirements.txt": "flask\nuwsgitop\n"}, False),         # another project
+    ({"pyproject.toml": '[project]\ndependencies = ["uwsgi"]\n'}, True),
+    ({"pyproject.toml": "[project\n"}, False),                  # unparsable: the deploy says so
+    ({}, False),
+])
+def test_a_compiler_for_an_app_that_pins_the_uwsgi_sdist(
+        host: Callable[[str], Host], tmp_path: Path, files: dict[str, str],
+        compiler: bool) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    h = host("root1")  # uwsgi_package: pyuwsgi (the default), build: false
+    assert h.app.needs_compiler is False
+    packages = dict(steps(h))["packages"]
+    assert ("build-essential" in packages) is compiler and ("python3-dev" in packages) is compiler

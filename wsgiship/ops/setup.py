@@ -14,6 +14,7 @@ from ..layout import CONFIG_DIR, paths_for
 from ..output import Reporter
 from ..remote import Remote
 from ..render import render
+from ..source import pins_uwsgi_sdist
 
 
 def authorized_keys(host: Host) -> tuple[str, ...]:
@@ -39,7 +40,8 @@ def steps(host: Host) -> list[tuple[str, str]]:
     p = paths_for(app)
     out = [("os", cmds.check_os()),
            ("packages", cmds.packages(managers.get(app.service_manager).packages,
-                                      compiler=app.needs_compiler))]
+                                      compiler=app.needs_compiler
+                                      or pins_uwsgi_sdist(app.source)))]
     if user != "root":
         out.append(("deploy user", cmds.deploy_user(user, authorized_keys(host))))
     configs = render(app, "setup", app.runs_as(user), "")

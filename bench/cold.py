@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Bench, set_text, th  # noqa: E402
+from bench.common import ROOT, Bench, booted, set_text, th  # noqa: E402
 from wsgiship.source import UWSGI_PACKAGES  # noqa: E402
 
 # the floor, as the deploy user in one SSH session: timed on the server
@@ -65,10 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3, help="paired runs of floor and cold deploy")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wsgiship-cold-"))
-    host = th.boot("cold", work / "host")
-    try:
-        b = ColdBench(host, work, prefix="cold")
+    with booted("cold", ColdBench) as b:
         floors, colds = [], []
         for _ in range(args.runs):
             took, out, app_dir, env = b.cold(uwsgi_package="pyuwsgi")
@@ -96,9 +91,6 @@ def main() -> None:
         wh, out, _, _ = b.cold(wheelhouse=True, uwsgi_package="pyuwsgi")
         size = re.search(r"wheelhouse\s+[\d.]+s\s+(.*)", out)
         print(f"wheelhouse cold first deploy: {wh:5.2f} s ({size.group(1) if size else '?'})")
-    finally:
-        host.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +28,7 @@ class Bench:
 
     def __init__(self, host: th.TestHost, work: Path, prefix: str = "app") -> None:
         self.host, self.work, self.prefix, self.n = host, work, prefix, 0
+        self.ports: dict[str, int] = {}  # app name -> its http_port on the host
 
     def app(self, **settings: object) -> tuple[Path, dict]:
         """A fresh app (fresh deploy_to: empty caches) and the env that deploys it."""
@@ -41,8 +45,12 @@ class Bench:
     def env(self, app_dir: Path) -> dict:
         return {**os.environ, "WSGISHIP_HOSTS": str(self.hosts_file(app_dir))}
 
+    def port(self, app_dir: Path) -> int:
+        return self.ports[app_dir.name]
+
     def write(self, app_dir: Path, port: int, **settings: object) -> None:
         """(Re)write the app's hosts.yaml."""
+        self.ports[app_dir.name] = port
         self.hosts_file(app_dir).write_text(yaml.safe_dump({
             "app": {"name": app_dir.name, "source": str(app_dir), "wsgi": "hello:app",
                     "server_name": "localhost", "processes": 2, **settings},
@@ -61,6 +69,19 @@ class Bench:
         if check and res.returncode:
             sys.exit(f"fab {' '.join(a)} failed:\n{res.stdout}\n{res.stderr}")
         return took, res.stdout + res.stderr
+
+
+@contextmanager
+def booted(name: str, kind: type[Bench] = Bench) -> Iterator[Bench]:
+    """A test host booted for one bench run (its apps named `name`1, 2, ...); stopped and its
+    files removed after."""
+    work = Path(tempfile.mkdtemp(prefix=f"wsgiship-{name}-"))
+    host = th.boot(name, work / "host")
+    try:
+        yield kind(host, work, prefix=name)
+    finally:
+        host.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def peak_child_rss_mb() -> float:

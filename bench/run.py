@@ -17,13 +17,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Bench, peak_child_rss_mb, set_text, th  # noqa: E402
+from bench.common import ROOT, Bench, booted, peak_child_rss_mb, set_text, th  # noqa: E402
 from bench.loadgen import Load  # noqa: E402
 
 FLOOR = str(ROOT / "bench" / "floor.sh")
@@ -57,7 +56,7 @@ def redeploys(b: Bench, app_dir: Path, env: dict, pairs: int, floor_port: int) -
           f"floor {statistics.median(bare):.2f} s: {two / statistics.median(bare):.2f}x the floor")
     print(f"  wsgiship runs: {', '.join(f'{t:.2f}' for t in ours)}")
     print(f"  floor runs:    {', '.join(f'{t:.2f}' for t in bare)}")
-    port = int(b.hosts_file(app_dir).read_text().split("http_port: ")[1].split()[0])
+    port = b.port(app_dir)
     b.write(app_dir, port, processes=8)
     b.fab(env, "deploy")
     eight = []
@@ -92,15 +91,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0, help="load duration per scenario")
     ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wsgiship-bench-"))
-    host = th.boot("bench", work / "host")
-    try:
-        b = Bench(host, work, prefix="bench")
+    with booted("bench") as b:
         app_dir, env = b.app(threads=2)
         took, _ = b.fab(env, "deploy")
         print(f"first deploy (venv built with pip, no fab setup): {took:.1f} s")
         redeploys(b, app_dir, env, args.pairs, th.find_free_port())
-        port = int(b.hosts_file(app_dir).read_text().split("http_port: ")[1].split()[0])
+        port = b.port(app_dir)
 
         def run(label: str, action: tuple[str, ...]) -> None:
             under_load(b, env, port, label, action, args.seconds, args.connections)
@@ -118,9 +114,6 @@ def main() -> None:
         run("deploy of a release failing", ("deploy",))
         hello.write_text(good)
         print(f"peak RSS of fab: {peak_child_rss_mb():.0f} MB")
-    finally:
-        host.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ def all_builders(p: Paths) -> list[str]:
         release.prune(p, 5, NAME),
         release.append_log(p, {"release": NAME}),
         venv.ensure(p, NAME, "k" * 16, "python3"),
-        checks.import_check(p, NAME),
         checks.nginx_check(p, NAME),
         checks.unit_check(p, NAME, "web1"),
         nginx.site_check(p, NAME, "web1"),

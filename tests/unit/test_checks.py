@@ -1,11 +1,9 @@
-"""wsgiship.commands.checks: the checks before the switch (import_check, nginx_check,
+"""wsgiship.commands.checks: the checks before the switch (nginx_check,
 unit_check), none of which needs root."""
 
 from __future__ import annotations
 
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,52 +19,12 @@ from fakes import (
     line_with,
     paths,
     priv,
-    rel,
     sudoed,
     svc_paths,
 )
 
 from wsgiship.commands import checks, nginx, services
-from wsgiship.layout import Paths
 from wsgiship.render import render
-
-
-def test_import_check_runs_the_release_wsgi_with_its_venv() -> None:
-    text = checks.import_check(Paths("/srv/app", "app"), NAME)
-    assert f"cd /srv/app/releases/{NAME}" in text
-    argv = shlex.split(line_with(text, "timeout"))
-    # as the app's user: it may read what the deploy user may not (a shared .env, mode 600)
-    assert argv == ["$AS_APP", "timeout", "300", "./.venv/bin/python", "-c", checks.IMPORT_CHECK]
-    compile(checks.IMPORT_CHECK, "<check>", "exec")
-
-
-def test_import_check_imports_the_app_with_the_release_venv(deploy: Path, make_app,
-                                                            sh) -> None:
-    p = paths(deploy)
-    for name, wsgi, module in [
-        (rel(1), "myapp:app", "def app(environ, start_response):\n    return [b'ok']\n"),
-        (rel(2), "myapp:app", "app = None\n"),
-        (rel(3), "myapp:app", "raise ImportError('broken dependency')\n"),
-    ]:
-        r = add_release(deploy, name, venv_key=None)
-        (r / ".venv" / "bin").mkdir(parents=True)
-        (r / ".venv" / "bin" / "python").symlink_to(sys.executable)
-        (r / "myapp.py").write_text(module)
-        for target, text in render(make_app(wsgi=wsgi), name, "deploy", "rev").items():
-            (r / target).write_text(text)
-    def check(release: str) -> subprocess.CompletedProcess[str]:
-        return sh("AS_APP=\n" + checks.import_check(p, release))  # the login is the app's user
-
-    ok = check(rel(1))
-    assert ok.returncode == 0, ok.stderr
-    # `application` wraps the app, so a None app still defines it: the check passes
-    assert check(rel(2)).returncode == 0
-    broken = check(rel(3))
-    assert broken.returncode == 1
-    assert "ImportError: broken dependency" in broken.stderr
-
-
-# --- nginx_check ---
 
 
 def nginx_release(deploy: Path, text: str) -> Path:

@@ -1,25 +1,11 @@
-"""Pure builders for the checks before the switch: the app imports, nginx and the service
-config accept the new release. None needs root: a restricted deploy user runs them as itself."""
+"""Pure builders for the checks before the switch: nginx and the service config accept the
+new release (the app itself is checked by starting it beside the live one: services.start_slot).
+None needs root: a restricted deploy user runs them as itself."""
 
 from __future__ import annotations
 
 from ..layout import CONFIG_DIR, Paths
-from ..privilege import as_app
 from ..shell import q, script
-
-IMPORT_CHECK = (
-    f"import runpy; ns = runpy.run_path('{CONFIG_DIR}/wsgi.py'); "
-    "assert callable(ns.get('application')), 'wsgi.py defines no callable application'"
-)
-
-
-def import_check(p: Paths, release: str) -> str:
-    """Import the app in the new release with its venv, as uWSGI will (before switching): as
-    the app's user (run with app_user), who may read what the deploy user may not (`.env`)."""
-    return script([
-        f"cd {q(p.release(release))}",
-        as_app("timeout", "300", "./.venv/bin/python", "-c", IMPORT_CHECK),
-    ])
 
 
 def nginx_check(p: Paths, release: str) -> str:

@@ -99,7 +99,7 @@ def slot_check(socket: Raw | str, http_port: int, host: str, path: str, status: 
     """Poll a uWSGI instance on its own socket (as nginx would ask it, with the site's Host and
     port) until it answers `status` as `release`: no user request reaches it before. The socket
     is the app user's: run with app_user."""
-    where = Raw('"unix:"' + (str(socket) if isinstance(socket, Raw) else q(socket)))
+    where = Raw('"unix:"' + q(socket))
     return script([
         f"{as_app('python3', '-c', HEALTH_PROBE, where, host, path, status, release, timeout, http_port)}",
     ])

@@ -97,8 +97,12 @@ def start_slot(p: Paths, release: str) -> str:
     link = f"../releases/{release}"
     running = " || ".join(
         f'{{ [ "$(readlink {q(p.slot(s))} 2>/dev/null)" = {q(link)} ] && {m.is_active(s)}'
-        f" && slot={s}; }}" for s in p_slots(m))
+        f" && slot={s}; }}" for s in m.slots)
     ini = p.config(release, "uwsgi.ini")
+    # why it did not come up: the app log (read as the app), and the reason line
+    no_start = (f"{{ {as_app('tail', '-n', '30', p.app_log)} >&2 || true;"
+                f" echo {q(NOT_STARTED)}; exit 1; }}")
+    socket_up = as_app("test", "-S", Raw(q(p.run_dir) + '"/uwsgi-$slot.sock"'))
     return script([
         f"if ! grep -q WSGISHIP_SLOT {q(ini)}; then echo {q(OLD_RELEASE.format(release=release))}"
         " >&2; exit 1; fi",
@@ -106,27 +110,22 @@ def start_slot(p: Paths, release: str) -> str:
         f"live={live_slot(p)}",
         'slot=a; [ "$live" = a ] && slot=b',
         # what a failed deploy or an ended watch window left there
-        *(f'if [ $slot = {s} ] && {m.is_active(s)}; then {m.stop(s)}; fi' for s in p_slots(m)),
+        *(f'if [ $slot = {s} ] && {m.is_active(s)}; then {m.stop(s)}; fi' for s in m.slots),
         # (the app's user reads its venv and ini through the link: 2750 like the layout's dirs)
         f"[ -d {q(p.slots)} ] || mkdir -m 2750 {q(p.slots)}",
         f'ln -sfn {q(link)} {q(p.slots)}/.$slot.tmp && mv -T {q(p.slots)}/.$slot.tmp'
         f' {q(p.slots)}/$slot',
         install_config(p, release),
         *(f"if [ $slot = {s} ]; then if ! {m.start(s)}; then {m.why_not_started(s)};"
-          f" {as_app('tail', '-n', '30', p.app_log)} >&2 || true; echo {q(NOT_STARTED)}; exit 1;"
-          " fi; fi" for s in p_slots(m)),
+          f" {no_start}; fi; fi" for s in m.slots),
         # supervisor's start returns at the spawn: wait for the socket (systemd's at READY=1)
         "for i in $(seq 1 600); do",
-        f'  {as_app("test", "-S", Raw(q(p.run_dir) + chr(34) + "/uwsgi-$slot.sock" + chr(34)))}'
-        " && break",
+        f"  {socket_up} && break",
         *(f"  if [ $slot = {s} ] && ! {m.is_active(s)}; then"
-          f" {as_app('tail', '-n', '30', p.app_log)} >&2 || true; echo {q(NOT_STARTED)}; exit 1; fi"
-          for s in p_slots(m)),
+          f" {no_start}; fi" for s in m.slots),
         "  sleep 0.1",
         "done",
-        f'{as_app("test", "-S", Raw(q(p.run_dir) + chr(34) + "/uwsgi-$slot.sock" + chr(34)))}'
-        f" || {{ {as_app('tail', '-n', '30', p.app_log)} >&2 || true; echo {q(NOT_STARTED)};"
-        " exit 1; }",
+        f"{socket_up} || {no_start}",
         "echo slot=$slot; echo uwsgi=started",
     ])
 
@@ -135,12 +134,8 @@ def slot_pid(p: Paths) -> str:
     """Shell: prints the master pid of the slot in $WSGISHIP_SLOT (privileged)."""
     m = manager(p)
     return ("case \"${WSGISHIP_SLOT:-}\" in "
-            + " ".join(f"{s}) {m.main_pid(s)} 2>/dev/null || true;;" for s in p_slots(m))
+            + " ".join(f"{s}) {m.main_pid(s)} 2>/dev/null || true;;" for s in m.slots)
             + " *) echo 0;; esac")
-
-
-def p_slots(m: ServiceManager) -> tuple[str, ...]:
-    return m.slots
 
 
 def switch_traffic(p: Paths) -> str:
@@ -172,7 +167,7 @@ def retire(p: Paths, keep_live: bool = True, kill: bool = False) -> str:
     release that failed (it may hang): its workers are killed rather than waited for."""
     m = manager(p)
     lines = [f"live={live_slot(p)}" if keep_live else "live=''", "stopped=''"]
-    for s in p_slots(m):
+    for s in m.slots:
         lines.append(
             f'if [ "$live" != {s} ]; then'
             f" if {m.is_active(s)}; then {backlog_drained(p.slot_socket(s))};"

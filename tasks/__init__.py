@@ -1,12 +1,4 @@
-"""The fab CLI: thin tasks over the wsgiship engine."""
+"""This repository's fab tasks: those of the wsgiship package (an app's own fabfile.py imports
+them the same way: `from wsgiship.tasks import ns`)."""
 
-from invoke import Collection
-
-from .deploy import deploy
-from .exec import exec_
-from .logs import logs
-from .releases import releases, rollback, unlock
-from .setup import setup
-
-ns = Collection(deploy, rollback, releases, unlock, logs, exec_, setup)
-ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})
+from wsgiship.tasks import ns  # noqa: F401

@@ -12,7 +12,7 @@ from .config import App
 from .errors import ConfigError
 from .layout import CONFIG_DIR, SLOTS, paths_for
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 # template -> file name inside <release>/.wsgiship/ ("service": the service manager's config)
 TEMPLATES = {
     "wsgi.py.j2": "wsgi.py",

@@ -179,7 +179,7 @@ def test_clean_exit_prints_errors_with_their_control_characters_escaped(
         exc: WsgishipError, message: str, code: int) -> None:
     from invoke import Exit
 
-    from tasks.common import clean_exit
+    from wsgiship.tasks.common import clean_exit
 
     @clean_exit
     def task() -> None:
@@ -191,7 +191,7 @@ def test_clean_exit_prints_errors_with_their_control_characters_escaped(
 
 
 def test_clean_exit_passes_results_and_other_errors_through() -> None:
-    from tasks.common import clean_exit
+    from wsgiship.tasks.common import clean_exit
 
     assert clean_exit(lambda x: x + 1)(1) == 2
     with pytest.raises(ZeroDivisionError):

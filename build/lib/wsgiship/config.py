@@ -1,0 +1,280 @@
+"""hosts.yaml: load once, validate every key, freeze.
+
+Errors name the file, the key path and what was expected, e.g.
+``hosts.yaml: hosts.web1.port: expected an integer, got "ssh"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .schema import APP_FIELDS, HEALTH_FIELDS, HOOK_POINTS, HOST_FIELDS, NAME_RE, Bad, Hook, show
+
+__all__ = ["HOOK_POINTS", "App", "Health", "Hook", "Host", "Inventory", "load"]
+
+HOSTS_ENV = "WSGISHIP_HOSTS"
+
+
+@dataclass(frozen=True)
+class Health:
+    path: str = "/"
+    status: int = 200
+    timeout: int = 60
+    watch: int = 0                  # seconds the previous release stays warm after the switch
+    max_5xx_percent: float = 1.0    # above this share of 5xx answers in the watch: switch back
+
+
+@dataclass(frozen=True)
+class App:
+    """The app's settings for one host (app section merged with that host's overrides)."""
+
+    name: str
+    source: Path
+    wsgi: str
+    python: str = "python3"
+    server_name: str = "_"
+    http_port: int = 80
+    processes: int = 2
+    threads: int = 1
+    static: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    shared_files: tuple[str, ...] = ()
+    shared_dirs: tuple[str, ...] = ()
+    keep_releases: int = 5
+    health: Health = Health()
+    deploy_to: str = ""
+    uwsgi: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    templates: Path | None = None
+    app_user: str | None = None
+    lock_stale_after: int = 3600
+    hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    service_manager: str = "systemd"
+    remove_default_site: bool = False
+    # uWSGI from its manylinux wheels (pyuwsgi: no compiler), or compiled from its sdist (uwsgi)
+    uwsgi_package: str = "pyuwsgi"
+    # fab setup installs a compiler (build-essential python3-dev): for sdist-only C extensions
+    build: bool = False
+    # uv when setup installed it (auto), or always one of them
+    installer: str = "auto"
+    # wheels resolved on this machine for the server's platform, installed with --no-index
+    wheelhouse: bool = False
+
+    @property
+    def needs_compiler(self) -> bool:
+        return self.build or self.uwsgi_package == "uwsgi"
+
+    @property
+    def wsgi_module(self) -> str:
+        return self.wsgi.split(":", 1)[0]
+
+    @property
+    def wsgi_callable(self) -> str:
+        return self.wsgi.split(":", 1)[1].removesuffix("()")
+
+    @property
+    def wsgi_is_factory(self) -> bool:
+        return self.wsgi.endswith("()")
+
+    def runs_as(self, login_user: str = "") -> str:
+        """The user the app runs as: app_user, else its own, `wsgiship-<name>` (never the login
+        user by default: the app must not be able to write its own code)."""
+        return self.app_user or default_app_user(self.name)
+
+
+def default_app_user(name: str) -> str:
+    """The app's own user: `wsgiship-<name>`, a Unix name (lower case, at most 32 characters);
+    when the name had to change to become one, a hash of the name keeps two apps apart."""
+    user = f"wsgiship-{name.lower().replace('_', '-')}"
+    if user == f"wsgiship-{name}" and len(user) <= 32:
+        return user
+    return f"{user[:25].rstrip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+@dataclass(frozen=True)
+class Host:
+    """How to reach one server, and the app as configured for it."""
+
+    alias: str
+    host: str
+    app: App
+    port: int | None = None
+    user: str | None = None
+    identity: Path | None = None
+    known_hosts: Path | None = None
+    connect_timeout: int = 15
+    setup_user: str = "root"
+    authorized_keys: tuple[Path, ...] = ()
+    forward_agent: bool = False
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    app: Mapping[str, Any]
+    hosts: Mapping[str, Mapping[str, Any]]
+
+    def host(self, name: str) -> Host:
+        """The Host for `name`: an alias from hosts.yaml, or a plain SSH host with app defaults."""
+        if name in self.hosts:
+            return _build_host(self, name, self.hosts[name])
+        close = difflib.get_close_matches(name, list(self.hosts), n=1, cutoff=0.6)
+        if close and not _looks_like_real_host(name):
+            raise ConfigError(
+                f"{_display(self.path)}: unknown host alias {name!r}; did you mean {close[0]!r}? "
+                f"(known: {', '.join(sorted(self.hosts))})"
+            )
+        return _build_host(self, name, {"host": name})
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _check_keys(path: Path, where: str, data: Mapping[str, Any],
+                allowed: Mapping[str, Any]) -> None:
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=1)
+            hint = (f"; did you mean {close[0]!r}?" if close
+                    else f"; known keys: {', '.join(allowed)}")
+            raise ConfigError(f"{_display(path)}: {where}{key}: unknown key{hint}")
+
+
+def _clean(path: Path, where: str, data: Mapping[str, Any], fields: Mapping[str, Any]) -> dict:
+    _check_keys(path, where, data, fields)
+    out = {}
+    for key, value in data.items():
+        try:
+            out[key] = fields[key](value)
+        except Bad as bad:
+            raise ConfigError(
+                f"{_display(path)}: {where}{key}: expected {bad.expected}, "
+                f"got {bad.got or show(value)}"
+            ) from None
+    return out
+
+
+def _build_health(path: Path, where: str, value: Mapping[str, Any]) -> Health:
+    return Health(**_clean(path, where + "health.", value, HEALTH_FIELDS))
+
+
+def _looks_like_real_host(name: str) -> bool:
+    host = name.rsplit("@", 1)[-1]
+    return "." in host or ":" in host or host == "localhost"
+
+
+def _build_app(inv: Inventory, overrides: Mapping[str, Any], where: str) -> App:
+    merged: dict[str, Any] = dict(inv.app)
+    for key, value in overrides.items():
+        if isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
+            value = MappingProxyType({**merged[key], **value})  # mappings merge one level
+        merged[key] = value
+    for required in ("name", "wsgi"):
+        if required not in merged:
+            raise ConfigError(f"{_display(inv.path)}: app.{required}: missing (required)")
+    base = inv.path.parent
+    health = merged.pop("health", {})
+    merged["health"] = _build_health(inv.path, where if "health" in overrides else "app.", health)
+    merged["source"] = (base / merged.get("source", ".")).resolve()
+    if "templates" in merged:
+        merged["templates"] = (base / merged["templates"]).resolve()
+        if not merged["templates"].is_dir():
+            raise ConfigError(
+                f"{_display(inv.path)}: app.templates: directory {merged['templates']} not found"
+            )
+    merged.setdefault("deploy_to", f"/srv/{merged['name']}")
+    merged["shared_files"] = tuple(merged.get("shared_files", ()))
+    merged["shared_dirs"] = tuple(merged.get("shared_dirs", ()))
+    return App(**merged)
+
+
+def _build_host(inv: Inventory, alias: str, raw: Mapping[str, Any]) -> Host:
+    where = f"hosts.{alias}."
+    conn = {k: v for k, v in raw.items() if k in HOST_FIELDS}
+    overrides = {k: v for k, v in raw.items() if k not in HOST_FIELDS}
+    app = _build_app(inv, overrides, where)
+    base = inv.path.parent
+    for key in ("identity", "known_hosts"):
+        if key in conn:
+            conn[key] = (base / os.path.expanduser(conn[key])).resolve()
+    if "authorized_keys" in conn:
+        conn["authorized_keys"] = tuple((base / os.path.expanduser(k)).resolve()
+                                        for k in conn["authorized_keys"])
+    conn.setdefault("host", alias)
+    return Host(alias=alias, app=app, **conn)
+
+
+def default_path() -> Path:
+    """hosts.yaml: $WSGISHIP_HOSTS, else the one beside the fabfile (the cwd)."""
+    return Path(os.environ.get(HOSTS_ENV) or "hosts.yaml")
+
+
+def load(path: Path | None = None) -> Inventory:
+    """Read and validate hosts.yaml; raise ConfigError naming the file and key on any problem."""
+    path = Path(path) if path else default_path()
+    shown = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{shown}: not found; create it (see README: hosts.yaml) or set {HOSTS_ENV}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "unreadable"
+        raise ConfigError(f"{shown}: invalid YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}: expected a mapping with 'app' and 'hosts' at the top")
+    _check_keys(path, "", data, {"app": 1, "hosts": 1})
+    app_raw = data.get("app")
+    if not isinstance(app_raw, dict):
+        raise ConfigError(f"{shown}: app: expected a mapping of app settings, got {show(app_raw)}")
+    app = _clean(path, "app.", app_raw, APP_FIELDS)
+    if "health" in app:
+        _build_health(path, "app.", app["health"])
+    hosts_raw = data.get("hosts")
+    hosts_raw = {} if hosts_raw is None else hosts_raw
+    if not isinstance(hosts_raw, dict):
+        raise ConfigError(f"{shown}: hosts: expected a mapping of alias to host settings")
+    hosts: dict[str, Mapping[str, Any]] = {}
+    all_fields = {**HOST_FIELDS, **APP_FIELDS}
+    for alias, raw in hosts_raw.items():
+        if not isinstance(alias, str) or not NAME_RE.fullmatch(alias.replace(".", "_")):
+            raise ConfigError(f"{shown}: hosts: alias {show(alias)} must be a simple name")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{shown}: hosts.{alias}: expected a mapping of settings, got {show(raw)}"
+            )
+        cleaned = _clean(path, f"hosts.{alias}.", raw, all_fields)
+        if "health" in cleaned:
+            _build_health(path, f"hosts.{alias}.", cleaned["health"])
+        hosts[alias] = MappingProxyType(cleaned)
+    inv = Inventory(path=path.resolve(), app=MappingProxyType(app), hosts=MappingProxyType(hosts))
+    for alias in hosts:  # build each once so every error surfaces at load time
+        inv.host(alias)
+    if "name" not in app or "wsgi" not in app:
+        missing = "name" if "name" not in app else "wsgi"
+        raise ConfigError(f"{shown}: app.{missing}: missing (required)")
+    return inv

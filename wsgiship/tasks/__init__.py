@@ -1,0 +1,12 @@
+"""The fab CLI: thin tasks over the wsgiship engine."""
+
+from invoke import Collection
+
+from .deploy import deploy
+from .exec import exec_
+from .logs import logs
+from .releases import releases, rollback, unlock
+from .setup import setup
+
+ns = Collection(deploy, rollback, releases, unlock, logs, exec_, setup)
+ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})

@@ -7,7 +7,7 @@ DEMO_STATE := .testhost/demo
 DEMO_SSH_PORT := 2222
 DEMO_URL := http://127.0.0.1:8080/
 
-.PHONY: demo stop test lint unit integration bench system-deps venv clean
+.PHONY: demo stop test lint unit integration bench wheel system-deps venv clean
 
 # Debian packages the local test server needs (debootstrap builds it; ssh talks to it), and
 # the checkers the unit tests run on rendered files (systemd-analyze, visudo).
@@ -57,6 +57,11 @@ test: system-deps venv lint
 bench: system-deps venv
 	$(PY) bench/run.py
 	$(PY) bench/cold.py
+
+# the package, to install into an app's own venv: pip install dist/wsgiship-*.whl
+wheel: venv
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w dist .
+	@ls dist/wsgiship-*.whl
 
 clean: stop
 	rm -rf .testhost

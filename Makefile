@@ -60,6 +60,7 @@ bench: system-deps venv
 
 # the package, to install into an app's own venv: pip install dist/wsgiship-*.whl
 wheel: venv
+	rm -rf build
 	$(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w dist .
 	@ls dist/wsgiship-*.whl
 

@@ -6,6 +6,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wsgiship import config
+from wsgiship.config import Inventory
+from wsgiship.init import Report, init_app
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -303,3 +310,19 @@ def plain_wsgi(root: Path) -> Path:
         ''',
         "helpers.py": "def app_name():\n    return 'x'\n",
     })
+
+
+def initialized(root: Path, **options: str) -> tuple[Report, str, dict[str, Any], Inventory]:
+    """Run init on root: its report, the hosts.yaml text, that text as data (comments gone), and
+    the inventory wsgiship loads from it."""
+    report = init_app(root, **options)
+    text = (root / "hosts.yaml").read_text(encoding="utf-8")
+    return report, text, yaml.safe_load(text), config.load(root / "hosts.yaml")
+
+
+def uncommented(text: str, *lines: str) -> str:
+    """hosts.yaml text with the commented-out lines given (without their `# `) made live."""
+    for line in lines:
+        assert f"# {line}\n" in text, line
+        text = text.replace(f"# {line}\n", f"{line}\n", 1)
+    return text

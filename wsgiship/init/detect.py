@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import InitError
 from ..source import requirement_names
-from . import apps, djangoapp
+from .apps import detect as detect_flask_or_wsgi
+from .djangoapp import detect as detect_django
 from .plan import HostEntry, Plan, check_name, check_server_name, parse_host, sanitize_name
 from .scan import has_python, pyproject, read_text
 
@@ -40,7 +41,7 @@ def plan_for(path: str | Path, *, host: str = "", name: str = "", server_name: s
                         f"directory")
     project = pyproject(root).get("project", {})
     project = project if isinstance(project, dict) else {}
-    if not djangoapp.detect(plan) and not apps.detect(plan):
+    if not detect_django(plan) and not detect_flask_or_wsgi(plan):
         plan.guess("wsgi", plan.wsgi, "no WSGI callable found: set app.wsgi to module:callable")
     if plan.framework in ("WSGI", ""):
         plan.guess("health.path", "/", "the default: / must answer 200")

@@ -142,3 +142,14 @@ def test_the_settings_are_read_never_run(tmp_path: Path) -> None:
     """))
     initialized(root)
     assert not marker.exists()
+
+
+def test_a_static_url_hosts_yaml_cannot_hold_is_left_out_with_a_hint(tmp_path: Path) -> None:
+    root = django_project(tmp_path / "shop")
+    edit(django_settings(root), "STATIC_URL = 'static/'",
+         "STATIC_URL = 'my static/'\nSTATIC_ROOT = BASE_DIR / 'staticfiles'")
+    report, _, _, inv = initialized(root)
+    app = inv.host("web1").app
+    assert app.static == {} and app.shared_dirs == ()
+    assert any(line.startswith("hint: static: /my static/ -> staticfiles cannot go into hosts.yaml")
+               for line in report.lines())

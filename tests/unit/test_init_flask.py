@@ -117,3 +117,13 @@ def test_flask_is_preferred_over_a_generic_callable(tmp_path: Path) -> None:
     write(root, {"wsgi.py": "from blog import create_app\n\napp = create_app()\n"})
     _, _, _, inv = initialized(root)
     assert inv.host("web1").app.wsgi == "blog:create_app()"
+
+
+def test_a_factory_that_needs_arguments_is_named_in_a_hint(tmp_path: Path) -> None:
+    root = write(tmp_path / "svc", {
+        "svc/__init__.py": "from flask import Flask\n\n\ndef create_app(config):\n"
+                           "    return Flask(__name__)\n",
+    })
+    report, _, _, inv = initialized(root)
+    assert inv.host("web1").app.wsgi == "svc:create_app()"
+    assert any(line.startswith("hint: svc.create_app() needs arguments") for line in report.lines())

@@ -51,6 +51,8 @@ def detect(plan: Plan) -> bool:
     flask = _flask(mods)
     if flask is not None:
         _use(plan, flask, "Flask")
+        if flask.factory:
+            _factory_arguments(plan, flask)
         _flask_extras(plan, flask, mods)
         return True
     found, asgi = _generic(mods)
@@ -64,12 +66,11 @@ def detect(plan: Plan) -> bool:
 
 def _use(plan: Plan, found: Found, framework: str) -> None:
     plan.framework = framework
-    plan.wsgi = found.wsgi
     shown = relative(found.module.path, plan.root) or found.module.path.name
     what = {(True, False): "app = Flask(...)", (True, True): f"a {found.attr}() factory",
             (False, False): f"a module-level {found.attr}"}[(framework == "Flask", found.factory)]
-    plan.guess("wsgi", plan.wsgi, f"{framework}: {what} in {shown}" if framework == "Flask"
-               else f"{what} in {shown}")
+    plan.use_wsgi(found.wsgi, f"{framework}: {what} in {shown}" if framework == "Flask"
+                  else f"{what} in {shown}")
     if found.module.base != plan.root:
         plan.src_layout = True
     if found.module.top in sys.stdlib_module_names:
@@ -93,6 +94,19 @@ def _flask(mods: list[Module]) -> Found | None:
                              if isinstance(n, ast.Call) and call_name(n) == "Flask"), None)
                 return Found(mod, name, factory=True, flask=call)
     return None
+
+
+def _factory_arguments(plan: Plan, found: Found) -> None:
+    func = top_function(found.module.tree, found.attr) if found.module.tree else None
+    if func is None:
+        return
+    args = func.args
+    required = len(args.posonlyargs) + len(args.args) - len(args.defaults) + sum(
+        1 for default in args.kw_defaults if default is None)
+    if required:
+        plan.hints.append(f"{found.module.name}.{func.name}() needs arguments, and the app is "
+                          f"made by calling it with none: give them defaults, or point app.wsgi "
+                          f"at a module-level app = {func.name}(...)")
 
 
 def _generic(mods: list[Module]) -> tuple[Found | None, str]:
@@ -136,8 +150,7 @@ def _flask_static(plan: Plan, mod: Module, call: ast.Call | None, shown: str) ->
         plan.guess("static", "none", f"no {relative(directory, plan.root) or directory} folder: "
                                      f"Flask serves its static files itself")
         return
-    plan.static[url] = rel
-    plan.guess("static", f"{url} -> {rel}", "Flask's static folder, served by nginx instead of Flask")
+    plan.serve(url, rel, "Flask's static folder, served by nginx instead of Flask")
 
 
 def _flask_instance(plan: Plan, mod: Module, call: ast.Call | None, own: list[Module]) -> None:

@@ -83,7 +83,8 @@ def _requirements(plan: Plan, project: dict[str, Any]) -> None:
     root = plan.root
     deps = project.get("dependencies")
     if (root / "requirements.txt").is_file():
-        names = [n for n in requirement_names(read_text(root / "requirements.txt")) if n]
+        names = [n for n in requirement_names(read_text(root / "requirements.txt"))
+                 if n and not n.startswith("-")]
         plan.requirements = "requirements.txt"
         plan.guess("requirements", "requirements.txt",
                    f"{_count(names, 'requirement')}, installed into the server's venv")

@@ -59,17 +59,15 @@ def _wsgi(plan: Plan, module: str | None, settings: Settings | None, source: str
     if isinstance(named, str) and "." in named:
         wsgi_module, _, attr = named.rpartition(".")
         if module_file(root, wsgi_module):
-            plan.wsgi = f"{wsgi_module}:{attr}"
             default = module is not None and named == f"{module.split('.')[0]}.wsgi.application"
-            plan.guess("wsgi", plan.wsgi, f"from {source}" if default
-                       else f"from {source}, WSGI_APPLICATION = {named}")
+            plan.use_wsgi(f"{wsgi_module}:{attr}", f"from {source}" if default
+                          else f"from {source}, WSGI_APPLICATION = {named}")
             return
     candidates = [module.split(".")[0]] if module else []
     candidates += sorted(p.parent.name for p in root.glob("*/wsgi.py"))
     for package in candidates:
         if (root / package / "wsgi.py").is_file():
-            plan.wsgi = f"{package}.wsgi:application"
-            plan.guess("wsgi", plan.wsgi, f"from {source}")
+            plan.use_wsgi(f"{package}.wsgi:application", f"from {source}")
             return
     plan.guess("wsgi", plan.wsgi, "Django, but no wsgi.py found: set app.wsgi")
 
@@ -91,8 +89,8 @@ def _static(plan: Plan, settings: Settings, shown: str) -> None:
                   else f"could not be read ({where})")
         _no_static_root(plan, url, shown, reason)
         return
-    plan.static[url] = rel
-    plan.guess("static", f"{url} -> {rel}", f"STATIC_URL and STATIC_ROOT in {shown}, served by nginx")
+    if not plan.serve(url, rel, f"STATIC_URL and STATIC_ROOT in {shown}, served by nginx"):
+        return
     plan.share(rel, "collectstatic writes STATIC_ROOT; the release is read-only to the app")
     plan.before_switch.insert(0, Hook(COLLECTSTATIC))
 

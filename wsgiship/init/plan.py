@@ -10,6 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import InitError
 from ..schema import APP_FIELDS, HOST_FIELDS, NAME_RE, Bad
@@ -82,10 +83,40 @@ class Plan:
     def note(self, key: str, *lines: str) -> None:
         self.notes.setdefault(key, []).extend(lines)
 
+    def use_wsgi(self, value: str, why: str) -> None:
+        if fits("wsgi", value):
+            self.wsgi = value
+            self.guess("wsgi", value, why)
+        else:
+            self.guess("wsgi", self.wsgi, f"{value} ({why}) is not module:callable: set app.wsgi")
+
+    def serve(self, url: str, directory: str, why: str) -> bool:
+        """nginx serves `url` from `directory` (False when hosts.yaml cannot say so)."""
+        if not fits("static", {url: directory}):
+            self.guess("static", "none", f"{url} -> {directory} ({why}) is not what static takes")
+            self.hints.append(f"static: {url} -> {directory} cannot go into hosts.yaml (a URL "
+                              f"and a directory of letters, digits and . _ - /): add it yourself "
+                              f"under another name")
+            return False
+        self.static[url] = directory
+        self.guess("static", f"{url} -> {directory}", why)
+        return True
+
     def share(self, directory: str, why: str) -> None:
-        if directory not in self.shared_dirs:
+        if not fits("shared_dirs", [directory]):
+            self.hints.append(f"{directory} ({why}) cannot be a shared dir: add it yourself")
+        elif directory not in self.shared_dirs:
             self.shared_dirs.append(directory)
             self.guess("shared_dirs", directory, why)
+
+
+def fits(key: str, value: Any) -> bool:
+    """hosts.yaml accepts `value` for app.<key>."""
+    try:
+        APP_FIELDS[key](value)
+    except Bad:
+        return False
+    return True
 
 
 def sanitize_name(raw: str) -> str:

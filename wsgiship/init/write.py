@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import ConfigError, InitError
+from ..output import visible
 from .plan import CHANGE_ME, Plan
 from .render import FABFILE, hosts_yaml
 
@@ -50,7 +51,7 @@ class Report:
         here = (cwd or Path.cwd()).resolve()
         out.append("next:" if here == plan.root else f"next, in {plan.root}:")
         out += [f"  fab setup -H {self.alias}", f"  fab deploy -H {self.alias}"]
-        return out
+        return [visible(line) for line in out]
 
 
 def _read(path: Path) -> str:

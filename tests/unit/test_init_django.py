@@ -26,7 +26,7 @@ def test_a_fresh_startproject_deploys_as_it_is(tmp_path: Path) -> None:
     assert app.health.path == "/admin/login/"
     # nothing static to serve until STATIC_ROOT is set: the way to set it is printed and written
     assert app.static == {} and app.shared_dirs == ()
-    assert any("STATIC_ROOT is not set in shop/settings.py: add STATIC_ROOT = BASE_DIR / "
+    assert any("STATIC_ROOT is not set in shop/settings.py: set STATIC_ROOT = BASE_DIR / "
                '"staticfiles"' in line for line in lines)
     assert '# static: {"/static/": "staticfiles"}' in text
     # the default SQLite file would sit in the release, read-only to the app: migrate is off
@@ -112,7 +112,7 @@ def test_static_root_outside_the_app_and_a_cdn(tmp_path: Path) -> None:
          "STATIC_URL = 'static/'\nSTATIC_ROOT = '/var/www/static'")
     report, text, _, inv = initialized(root)
     assert inv.host("web1").app.static == {}
-    assert any("STATIC_ROOT is /var/www/static (shop/settings.py:" in line and "outside the app"
+    assert any("STATIC_ROOT (shop/settings.py:" in line and "is /var/www/static, outside the app"
                in line for line in report.lines())
     root = django_project(tmp_path / "b")
     edit(django_settings(root), "STATIC_URL = 'static/'",

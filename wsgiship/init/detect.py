@@ -97,9 +97,10 @@ def _requirements(plan: Plan, project: dict[str, Any]) -> None:
     else:
         names = []
         plan.guess("requirements", "none", "no requirements.txt, no [project].dependencies")
-        plan.hints.append("no requirements.txt and no [project].dependencies in pyproject.toml: "
-                          "the server's venv gets uWSGI only; write a requirements.txt "
-                          "(e.g. pip freeze > requirements.txt)")
+        naming = f" naming {plan.framework}" if plan.framework in ("Django", "Flask") else ""
+        plan.hints.append(f"no requirements.txt and no [project].dependencies in pyproject.toml: "
+                          f"the server's venv gets uWSGI only; write a requirements.txt{naming} "
+                          f"(e.g. pip freeze > requirements.txt)")
     framework = plan.framework.lower()
     if names and framework in ("django", "flask") and framework not in names:
         plan.hints.append(f"{plan.requirements} does not name {plan.framework}: add it, the "

@@ -79,14 +79,14 @@ def _static(plan: Plan, settings: Settings, shown: str) -> None:
         return
     url = "/" + (url.strip("/") + "/" if isinstance(url, str) and url.strip("/") else "static/")
     if not settings.has("STATIC_ROOT"):
-        _no_static_root(plan, url, shown, "is not set")
+        _no_static_root(plan, url, shown, f"STATIC_ROOT is not set in {shown}")
         return
     static_root = _path(settings.get("STATIC_ROOT"), plan.root)
     rel = relative(static_root, plan.root) if static_root else None
     if static_root is None or not rel or rel == ".":
         where = settings.where("STATIC_ROOT", plan.root)
-        reason = (f"is {static_root} ({where}), outside the app" if static_root
-                  else f"could not be read ({where})")
+        reason = (f"STATIC_ROOT ({where}) is {static_root}, outside the app" if static_root
+                  else f"STATIC_ROOT ({where}) could not be read")
         _no_static_root(plan, url, shown, reason)
         return
     if not plan.serve(url, rel, f"STATIC_URL and STATIC_ROOT in {shown}, served by nginx"):
@@ -97,12 +97,13 @@ def _static(plan: Plan, settings: Settings, shown: str) -> None:
 
 def _no_static_root(plan: Plan, url: str, shown: str, reason: str) -> None:
     suggested = SUGGESTED_STATIC_ROOT
-    plan.guess("static", "none", f"STATIC_ROOT {reason} in {shown}")
-    plan.hints.append(f"STATIC_ROOT {reason} in {shown}: add STATIC_ROOT = BASE_DIR / "
-                      f'"{suggested}" there, then uncomment the static lines in hosts.yaml '
-                      f"(nginx serves {url} from it; collectstatic fills it on each deploy)")
+    setting = f'STATIC_ROOT = BASE_DIR / "{suggested}"'
+    plan.guess("static", "none", reason)
+    plan.hints.append(f"{reason}: set {setting} in {shown}, then uncomment the static lines in "
+                      f"hosts.yaml (nginx serves {url} from it; collectstatic fills it on each "
+                      f"deploy)")
     plan.blocks.append([
-        f"STATIC_ROOT {reason} in {shown}. Add there:  STATIC_ROOT = BASE_DIR / \"{suggested}\"",
+        f"{reason}. Set {setting} there,",
         "then uncomment these (nginx serves the files collectstatic gathers there):",
         f'static: {{"{url}": "{suggested}"}}',
         *([f"shared_dirs: [{suggested}]"] if not plan.shared_dirs else []),
@@ -139,7 +140,8 @@ def _database(plan: Plan, settings: Settings, shown: str) -> None:
         plan.share(folder, f"the SQLite database {rel} is written by migrate and the app")
         plan.before_switch.append(Hook(MIGRATE))
         return
-    off = f"SQLite {rel} would be in the release, read-only to the app"
+    off = (f"SQLite {rel} would be in the release, read-only to the app; with NAME = "
+           f'BASE_DIR / "data" / "{rel}" and data in shared_dirs, migrate can write it')
     plan.before_switch.append(Hook(MIGRATE, off=off))
     plan.hints.append(
         f"DATABASES in {shown} puts SQLite at {rel}, inside the release (read-only to the app): "

@@ -105,8 +105,8 @@ def _app_head(out: Lines, plan: Plan) -> None:
     python = plan.why("python")
     if python:
         version = next(g.value for g in plan.guesses if g.key == "python")
-        out.comment(2, f"Python {version} ({python.split(';')[0]}): the server's python3 makes "
-                       f"the venv; `python: python3.12` picks another.")
+        out.comment(2, f"Python {version} ({python.split(';')[0]}): the venv is made by the "
+                       f"server's python3 (python: python3.12 picks another).")
 
 
 def _app_files(out: Lines, plan: Plan) -> None:
@@ -153,6 +153,8 @@ def _hooks(out: Lines, plan: Plan) -> None:
             out.raw(4, f"# {example[1].strip()}")
         return
     lines = ["hooks:"]
+    if plan.blocks and (plan.before_switch or example):
+        out.raw(0, "")
     if plan.before_switch:
         lines += ["  before_switch:", *(f"    - {h.command}" for h in plan.before_switch)]
         out.comment(2, "Off: " + "; ".join(h.off for h in plan.before_switch) + ".")

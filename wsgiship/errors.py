@@ -40,6 +40,12 @@ class ConfigError(WsgishipError):
     exit_code = 2
 
 
+class InitError(WsgishipError):
+    """`wsgiship init` cannot set up the app: a bad directory or option."""
+
+    exit_code = 2
+
+
 class RemoteError(WsgishipError):
     """A remote step failed; `detail` holds the relevant remote output."""
 

@@ -4,9 +4,10 @@ from invoke import Collection
 
 from .deploy import deploy
 from .exec import exec_
+from .init import init
 from .logs import logs
 from .releases import releases, rollback, unlock
 from .setup import setup
 
-ns = Collection(deploy, rollback, releases, unlock, logs, exec_, setup)
+ns = Collection(deploy, rollback, releases, unlock, logs, exec_, setup, init)
 ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})

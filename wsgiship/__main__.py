@@ -1,0 +1,7 @@
+"""python -m wsgiship: the wsgiship command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

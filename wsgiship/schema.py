@@ -20,7 +20,8 @@ SAFE_PATH_RE = re.compile(r"[A-Za-z0-9._/-]+")
 # every character str.splitlines() splits at: none may be inside a one-line value
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
-HOOK_POINTS = ("before_switch", "after_switch")
+# in the order they run: first_deploy only on a host with no current release
+HOOK_POINTS = ("first_deploy", "before_switch", "after_switch")
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
     out = {}
     for point, entries in value.items():
         if point not in HOOK_POINTS:
-            raise Bad(f"hook points {' or '.join(HOOK_POINTS)}", got=show(point))
+            raise Bad(f"hook points {', '.join(HOOK_POINTS[:-1])} or {HOOK_POINTS[-1]}",
+                      got=show(point))
         if isinstance(entries, (str, dict)):
             entries = [entries]
         if not isinstance(entries, list):

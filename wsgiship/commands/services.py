@@ -6,6 +6,7 @@ The service manager (systemd, supervisor) is the one `Paths.manager` names (see 
 from __future__ import annotations
 
 from .. import managers
+from ..errors import DETAIL_LINES
 from ..layout import SLOTS, Paths
 from ..managers import ServiceManager
 from ..privilege import as_app, root
@@ -96,7 +97,9 @@ def not_started(p: Paths, release: str) -> str:
     as the app), and the reason: the line wsgi.py wrote when it could not load this release's
     app (app.wsgi names no WSGI app, its import failed...), else NOT_STARTED."""
     mark = q(LOAD_FAILED.format(release=release))
-    return (f"{{ echo {q(LOG_HEAD)} >&2; log=$({as_app('tail', '-n', '30', p.app_log)} || true);"
+    # the heading and the log fill the lines an error shows
+    tail = as_app("tail", "-n", DETAIL_LINES - 1, p.app_log)
+    return (f"{{ echo {q(LOG_HEAD)} >&2; log=$({tail} || true);"
             ' [ -z "$log" ] || printf "%s\n" "$log" >&2;'
             f' why=$(printf "%s\n" "$log" | grep -aF -- {mark} | tail -n 1 || true);'
             f' if [ -n "$why" ]; then echo "reason=${{why#*{mark}}}"; else echo {q(NOT_STARTED)};'

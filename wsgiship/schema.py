@@ -91,6 +91,17 @@ def _match(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
     return check
 
 
+def _wsgi(value: Any) -> str:
+    """module:callable or module:factory(); a file path given as the module (hello.py:app,
+    pkg/wsgi.py:application) is answered with its dotted name."""
+    module, _, name = value.partition(":") if isinstance(value, str) else ("", "", "")
+    dotted = f"{module.removeprefix('./').removesuffix('.py').replace('/', '.')}:{name}"
+    if (module.endswith(".py") or "/" in module) and WSGI_RE.fullmatch(dotted):
+        raise Bad(f"module:callable with the module's dotted name, not a file path "
+                  f"(here: {dotted})")
+    return _match(WSGI_RE, "module:callable or module:factory(), e.g. hello:app")(value)
+
+
 def _relpath(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or re.search(r"[\0\n]", value):
         raise Bad("a relative path")
@@ -222,7 +233,7 @@ def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
 APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _match(NAME_RE, "a name of letters, digits, - and _"),
     "source": _str,
-    "wsgi": _match(WSGI_RE, "module:callable or module:factory(), e.g. hello:app"),
+    "wsgi": _wsgi,
     "python": _match(re.compile(r"^[\w./+-]+$"), "a python command such as python3 or python3.11"),
     "server_name": _match(re.compile(r"^[\w.*_ -]+$"), "nginx server names such as example.com"),
     "http_port": _int_in(1, 65535),

@@ -36,8 +36,8 @@ def test_a_factory_without_parentheses_and_a_missing_name(project):
         "start_response): did you mean hello:create_app()?"), res.stderr
     assert "never served a request" in res.stdout
     # then the app log's last lines, under a heading
-    assert res.stderr.splitlines()[1] == ("  | the new release's uWSGI did not start (no user "
-                                          "request reached it); the app log:"), res.stderr
+    assert res.stderr.splitlines()[1] == ("  | uWSGI did not start with the new release (no "
+                                          "user request reached it); the app log:"), res.stderr
     p.assert_still_serving(good)
 
     p.settings["wsgi"] = "hello:application"

@@ -89,7 +89,7 @@ NOT_STARTED = ("reason=the new release's uWSGI did not start (no user request re
                "app failed to load? its log is below")
 # what wsgi.py writes to the app log, before its reason, when it cannot load the app
 LOAD_FAILED = "wsgiship: release {release}: "
-LOG_HEAD = "the new release's uWSGI did not start (no user request reached it); the app log:"
+LOG_HEAD = "uWSGI did not start with the new release (no user request reached it); the app log:"
 
 
 def not_started(p: Paths, release: str) -> str:
@@ -100,10 +100,11 @@ def not_started(p: Paths, release: str) -> str:
     # the heading and the log fill the lines an error shows
     tail = as_app("tail", "-n", DETAIL_LINES - 1, p.app_log)
     return (f"{{ echo {q(LOG_HEAD)} >&2; log=$({tail} || true);"
-            ' [ -z "$log" ] || printf "%s\n" "$log" >&2;'
-            f' why=$(printf "%s\n" "$log" | grep -aF -- {mark} | tail -n 1 || true);'
-            f' if [ -n "$why" ]; then echo "reason=${{why#*{mark}}}"; else echo {q(NOT_STARTED)};'
-            " fi; exit 1; }")
+            ' [ -z "$log" ] || printf "%s\\n" "$log" >&2;'
+            f' mark={mark}; why=$(printf "%s\\n" "$log" | grep -aF -- "$mark"'
+            " | sed -n '$p' || true);"
+            ' if [ -n "$why" ]; then echo "reason=${why#*"$mark"}";'
+            f" else echo {q(NOT_STARTED)}; fi; exit 1; }}")
 
 
 def start_slot(p: Paths, release: str) -> str:

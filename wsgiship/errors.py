@@ -46,6 +46,10 @@ class InitError(WsgishipError):
     exit_code = 2
 
 
+# how many of a remote error's last output lines are shown
+DETAIL_LINES = 30
+
+
 class RemoteError(WsgishipError):
     """A remote step failed; `detail` holds the relevant remote output."""
 
@@ -56,7 +60,7 @@ class RemoteError(WsgishipError):
     def _detail(self) -> str:
         if not self.detail.strip():
             return ""
-        lines = self.detail.rstrip().splitlines()[-30:]
+        lines = self.detail.rstrip().splitlines()[-DETAIL_LINES:]
         return "\n" + "\n".join("  | " + line for line in lines)
 
 

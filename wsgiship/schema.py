@@ -20,7 +20,8 @@ SAFE_PATH_RE = re.compile(r"[A-Za-z0-9._/-]+")
 # every character str.splitlines() splits at: none may be inside a one-line value
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
-HOOK_POINTS = ("before_switch", "after_switch")
+# in the order they run: first_deploy only on a host with no current release
+HOOK_POINTS = ("first_deploy", "before_switch", "after_switch")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,17 @@ def _match(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
         return value
 
     return check
+
+
+def _wsgi(value: Any) -> str:
+    """module:callable or module:factory(); a file path given as the module (hello.py:app,
+    pkg/wsgi.py:application) is answered with its dotted name."""
+    module, _, name = value.partition(":") if isinstance(value, str) else ("", "", "")
+    dotted = f"{module.removeprefix('./').removesuffix('.py').replace('/', '.')}:{name}"
+    if (module.endswith(".py") or "/" in module) and WSGI_RE.fullmatch(dotted):
+        raise Bad(f"module:callable with the module's dotted name, not a file path "
+                  f"(here: {dotted})")
+    return _match(WSGI_RE, "module:callable or module:factory(), e.g. hello:app")(value)
 
 
 def _relpath(value: Any) -> str:
@@ -196,7 +208,8 @@ def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
     out = {}
     for point, entries in value.items():
         if point not in HOOK_POINTS:
-            raise Bad(f"hook points {' or '.join(HOOK_POINTS)}", got=show(point))
+            raise Bad(f"hook points {', '.join(HOOK_POINTS[:-1])} or {HOOK_POINTS[-1]}",
+                      got=show(point))
         if isinstance(entries, (str, dict)):
             entries = [entries]
         if not isinstance(entries, list):
@@ -220,7 +233,7 @@ def _hooks(value: Any) -> Mapping[str, tuple[Hook, ...]]:
 APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _match(NAME_RE, "a name of letters, digits, - and _"),
     "source": _str,
-    "wsgi": _match(WSGI_RE, "module:callable or module:factory(), e.g. hello:app"),
+    "wsgi": _wsgi,
     "python": _match(re.compile(r"^[\w./+-]+$"), "a python command such as python3 or python3.11"),
     "server_name": _match(re.compile(r"^[\w.*_ -]+$"), "nginx server names such as example.com"),
     "http_port": _int_in(1, 65535),

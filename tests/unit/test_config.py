@@ -261,6 +261,16 @@ def test_invalid_wsgi_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wsg
                         f'e.g. hello:app, got "{wsgi}"')
 
 
+@pytest.mark.parametrize("wsgi, dotted", [("hello.py:app", "hello:app"),
+                                          ("pkg/wsgi.py:application", "pkg.wsgi:application"),
+                                          ("./pkg/app.py:create_app()", "pkg.app:create_app()")])
+def test_a_file_path_as_the_wsgi_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        wsgi: str, dotted: str) -> None:
+    err = load_in(tmp_path, monkeypatch, f"app:\n  name: a\n  wsgi: '{wsgi}'\n")
+    assert str(err) == ("hosts.yaml: app.wsgi: expected module:callable with the module's dotted"
+                        f' name, not a file path (here: {dotted}), got "{wsgi}"')
+
+
 @pytest.mark.parametrize("wsgi", ["hello:app", "pkg.sub.mod:application", "m:create_app()",
                                   "_m:_a"])
 def test_valid_wsgi_entries(write_hosts, wsgi: str) -> None:

@@ -111,6 +111,13 @@ def test_a_single_local_hook_needs_no_list(write_hosts) -> None:
     assert inv.app["hooks"]["after_switch"] == (config.Hook("make notify", local=True),)
 
 
+def test_a_first_deploy_hook_point(write_hosts) -> None:
+    inv = config.load(write_hosts(BASE + "  hooks: {first_deploy: [flask --app shop init-db,"
+                                         " {local: make seed}]}\n"))
+    assert inv.app["hooks"]["first_deploy"] == (config.Hook("flask --app shop init-db"),
+                                                config.Hook("make seed", local=True))
+
+
 def test_hooks_are_frozen_and_merge_per_point(write_hosts) -> None:
     inv = config.load(write_hosts(BASE + """\
   hooks:
@@ -132,10 +139,10 @@ hosts:
 
 
 @pytest.mark.parametrize("hooks,expected,offending", [
-    ("[migrate]", "a mapping of hook point (before_switch, after_switch) to a list of commands",
-     None),
+    ("[migrate]", "a mapping of hook point (first_deploy, before_switch, after_switch) to a "
+                  "list of commands", None),
     ("migrate", "a mapping of hook point", None),
-    ("{before_deploy: [migrate]}", "hook points before_switch or after_switch",
+    ("{before_deploy: [migrate]}", "hook points first_deploy, before_switch or after_switch",
      '"before_deploy"'),
     ("{before_switch: 3}", "a list of commands under before_switch", None),
     ("{before_switch: null}", "a list of commands under before_switch", None),
@@ -161,7 +168,7 @@ def test_bad_host_hooks_name_the_host(tmp_path: Path, monkeypatch: pytest.Monkey
     err = load_in(tmp_path, monkeypatch,
                   BASE + "hosts:\n  web1: {hooks: {after_swich: [smoke]}}\n")
     assert str(err).startswith("hosts.yaml: hosts.web1.hooks: expected hook points "
-                               'before_switch or after_switch, got "after_swich"')
+                               'first_deploy, before_switch or after_switch, got "after_swich"')
 
 
 # --- the user the app runs as ---

@@ -36,6 +36,7 @@ def test_health_check_passes_each_value_as_one_argument() -> None:
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
     release: str | None = NAME
+    body = b"body line 1\nbody line 2\n"
     seen: list[tuple[str, str | None, str | None]] = []
 
     def do_GET(self) -> None:  # noqa: N802
@@ -44,7 +45,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.release is not None:
             self.send_header("X-Wsgiship-Release", self.release)
         self.end_headers()
-        self.wfile.write(b"body line 1\nbody line 2\n")
+        self.wfile.write(self.body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -107,6 +108,35 @@ def test_health_check_fails_on_the_wrong_status(server, fakebin: Path, sh) -> No
     assert lines[3] == (f"reason=health check failed: GET http://localhost:{port}/ answered 500,"
                         f" expected 200 from release {NAME} (waited {waited}s)")
     assert lines[4:] == ["body line 1", "body line 2"]
+
+
+NO_PAGE = (": the app has no page at /; set app.health.path in hosts.yaml to a path that "
+           "answers (e.g. /admin/login/ for Django)")
+BAD_HOST = (": the app refused the Host header localhost (Django's ALLOWED_HOSTS?): allow it "
+            "there, or set app.server_name in hosts.yaml to a name the app allows (the check "
+            "sends the first one, localhost for _)")
+NGINX_404 = b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<center>nginx</center>\r\n"
+
+
+@pytest.mark.parametrize("status, release, body, hint", [
+    (404, NAME, b"Not Found", NO_PAGE),
+    (404, None, b"<h1>Not Found</h1>", NO_PAGE),  # an app without the header
+    (404, None, NGINX_404, ""),  # nginx's own page: not the app's
+    (404, "older-release", b"Not Found", ""),  # the old workers
+    (400, NAME, b"<h1>Bad Request (400)</h1>", BAD_HOST),  # Django, DEBUG off
+    (400, NAME, b"DisallowedHost at /\nInvalid HTTP_HOST header: 'localhost'", BAD_HOST),
+    (400, NAME, b"missing parameter", ""),
+])
+def test_health_check_says_what_a_404_or_a_refused_host_means(
+        server, fakebin: Path, sh, status: int, release: str | None, body: bytes,
+        hint: str) -> None:
+    port, handler = server
+    handler.status, handler.release, handler.body = status, release, body
+    res = sh(health.health_check(port, "localhost", "/", 200, NAME, 0.1), env=fake_env(fakebin))
+    reason = next(line for line in res.stdout.splitlines() if line.startswith("reason="))
+    assert res.returncode == 1
+    assert reason.startswith(f"reason=health check failed: GET http://localhost:{port}/ answered")
+    assert reason.endswith(f"(waited {res.stdout.split('waited=')[1].split()[0]}s){hint}")
 
 
 def test_health_check_reports_no_answer(fakebin: Path, sh) -> None:
@@ -332,3 +362,13 @@ def test_slot_check_fails_on_a_wrong_answer(uwsgi_dir: Path, uwsgi_server, fakeb
     assert f" {why}, expected 200 from release {NAME} (waited " in lines[3]
     assert lines[4:] == ["ok"]
     assert len(handler.seen) > 1  # it kept asking until its time was up
+
+
+def test_slot_check_says_the_app_has_no_page_at_the_path(uwsgi_dir: Path, uwsgi_server,
+                                                         fakebin: Path, sh) -> None:
+    uwsgi_server(uwsgi_dir / "uwsgi-a.sock").status = 404
+    text = health.slot_check(str(uwsgi_dir / "uwsgi-a.sock"), 80, "localhost", "/", 200, NAME, 1)
+    res = sh(as_app(text, ""), env=fake_env(fakebin))
+    reason = res.stdout.splitlines()[3]
+    assert "own socket (before the switch) answered 404, expected 200" in reason
+    assert reason.endswith(NO_PAGE)

@@ -180,6 +180,13 @@ def test_read_since_on_lines_without_timestamps_says_so(logfile) -> None:
     assert res.stderr.strip() == logs.NOTE + "notime"
 
 
+def test_read_since_on_an_empty_log_says_it_is_empty(logfile) -> None:
+    res = run(logs.read(logfile(""), 50, since=epoch("2026-01-01")))
+    assert (res.returncode, res.stdout) == (0, "")
+    assert res.stderr.strip() == logs.NOTE + "empty"
+    assert logs.NOTES["empty"] == "the log is empty"
+
+
 def test_read_keeps_bytes_as_they_are(tmp_path) -> None:
     path = tmp_path / "bin.log"
     path.write_bytes(b"ok \xc3\xbc\nbad \xff\xfe\nnul \x00 byte\n")

@@ -120,6 +120,23 @@ def test_the_uwsgi_sdist_changes_the_venv(updating) -> None:
     assert u.runs[-1][0] == f"pip install (venv {key})"
 
 
+@pytest.mark.parametrize("previous, points", [
+    ("", ["first_deploy", "before_switch"]),          # no current release: a first deploy
+    ("20240101T000000Z-0000000", ["before_switch"]),  # one serves: first_deploy is done
+])
+def test_first_deploy_hooks_run_before_before_switch_only_on_a_first_deploy(
+        updating, previous: str, points: list[str]) -> None:
+    u = updating({}, hooks={"first_deploy": ["flask --app hello init-db"],
+                            "before_switch": ["flask --app hello db upgrade"],
+                            "after_switch": ["true"]})
+    u.deploy.previous = previous
+    u.deploy.hooks("before", "publishing")
+    assert [what for what, _ in u.runs] == [f"hook {point} #1" for point in points]
+    assert all(f"WSGISHIP_STAGE={point}" in body for (_, body), point in zip(u.runs, points, strict=True))
+    steps = [line.split()[1:3] for line in u.lines() if line.startswith("[web1] hook ")]
+    assert steps == [["hook", point] for point in points]
+
+
 def test_installer_uv_without_uv_on_the_server_is_refused_before_anything(updating) -> None:
     u = updating({"python": "3.11.2"}, installer="uv")
     with pytest.raises(WsgishipError) as err:

@@ -341,7 +341,7 @@ def test_start_slot_under_supervisor_waits_while_the_slot_is_stopping(host, stop
     assert h.stopped() == [] and h.running() == {h.instance("a"), h.instance("b")}
 
 
-# what each manager says about a slot that did not start (the fakes' words)
+# what each manager says about a slot that did not start
 WHY = {"systemd": ["× wsgiship-app@a.service - failed (Result: exit-code)",
                    "journal: uwsgi exited"],
        "supervisor": ["supervisor: uwsgi exited"]}
@@ -355,17 +355,33 @@ def test_start_slot_fails_with_the_managers_words_and_the_app_log(host, manager:
     log = h.root / "shared" / "log" / "uwsgi.log"
     log.write_text("ImportError: no module named hello\n")
     res = h.run(services.start_slot(h.paths, h.release(1)), **{fault: "a"})
-    assert res.returncode == 1
     # the job's reason for the failure; no slot to check or switch to
-    assert res.stdout.splitlines() == ["unit=installed", services.NOT_STARTED]
+    assert (res.returncode, res.stdout.splitlines()) == (1, ["unit=installed", services.NOT_STARTED])
     # the manager failed to start it (its words), or it started and exited before it bound
     # its socket; then the app's log, read as the app
     lines = res.stderr.splitlines()
-    assert lines[:-1] == (WHY[manager] if fault == "START_FAILS" else [])
-    assert lines[-1] == "ImportError: no module named hello"
+    assert lines[:-2] == (WHY[manager] if fault == "START_FAILS" else [])
+    assert lines[-2:] == [services.LOG_HEAD, "ImportError: no module named hello"]
     tails = [c.split() for c in as_app_calls(h.fakebin) if c.startswith("tail ")]
     assert [(argv[:2], argv[-1]) for argv in tails] == [(["tail", "-n"], str(log))]
     assert h.running() == set()
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_start_slot_says_first_why_wsgi_py_could_not_load_the_app(host, manager: str) -> None:
+    # wsgi.py's line for this release is the reason (an earlier release's line is not)
+    h = host(manager)
+    old, new = h.release(1), h.release(2)
+    said = "app.wsgi: pkg:create_app takes no arguments: did you mean pkg:create_app()?"
+    (h.root / "shared" / "log" / "uwsgi.log").write_text(
+        f"wsgiship: release {old}: app.wsgi: an older failure\n"
+        f"Wed Nov 25 12:00:39 2026 - wsgiship: release {new}: {said}\n"
+        "RuntimeError: the app did not load (the wsgiship: line above says why)\n")
+    res = h.run(services.start_slot(h.paths, new), NO_SOCKET="a")
+    assert (res.returncode, res.stdout.splitlines()) == (1, ["unit=installed", f"reason={said}"])
+    assert res.stderr.splitlines()[-1].startswith("RuntimeError: the app did not load")
+    res = h.run(services.start_slot(h.paths, h.release(3)), NO_SOCKET="a")
+    assert res.stdout.splitlines()[-1] == services.NOT_STARTED  # no line of its own: general
 
 
 @pytest.mark.parametrize("manager", MANAGERS)
@@ -379,6 +395,6 @@ def test_start_slot_fails_when_the_socket_never_appears(host, manager: str) -> N
     res = h.run(services.start_slot(h.paths, h.release(1)), app="", HANGS="a")
     assert res.returncode == 1, res.stdout
     assert res.stdout.splitlines() == ["unit=installed", services.NOT_STARTED]
-    assert res.stderr == "*** Operational MODE: preforking ***\n"  # the app's log
+    assert res.stderr == f"{services.LOG_HEAD}\n*** Operational MODE: preforking ***\n"
     assert h.running() == {h.instance("a")}  # (stopped by the job's way back, or the next start)
     assert not (h.run_dir / "uwsgi-a.sock").exists()

@@ -106,7 +106,8 @@ def script_commands(text: str) -> list[tuple[str, str, str]]:
     """prefixed_commands of a script, its single-quoted text (messages, sed and awk programs)
     emptied first (its `;` and `|` are not the script's), and its case patterns (`a|b)`) made
     `;` (the command after one starts there)."""
-    text = re.sub(r"'[^']*'", "''", text)
+    # (an apostrophe inside a quoted message is shlex.quote's '"'"': one quoted text goes on)
+    text = re.sub(r"'[^']*'", "''", text.replace("'\"'\"'", ""))
     return prefixed_commands(re.sub(r"(\bin\s|;;)\s*[\w*|]+\)", r"\1;", text))
 
 

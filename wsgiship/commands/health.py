@@ -41,6 +41,21 @@ class Uwsgi(http.client.HTTPConnection):
         resp.begin()
         return resp
 
+def hint(status, seen, body):
+    """What a wrong answer most likely means, when the app itself gave it (its release header,
+    or none and no nginx page)."""
+    if seen not in (release, None) or (seen is None and "<center>nginx</center>" in body):
+        return ""
+    if status == 404 != int(want):
+        return (f": the app has no page at {path}; set app.health.path in hosts.yaml to a path"
+                f" that answers (e.g. /admin/login/ for Django)")
+    if status == 400 != int(want) and any(
+            word in body for word in ("DisallowedHost", "ALLOWED_HOSTS", "Bad Request (400)")):
+        return (f": the app refused the Host header {host} (Django's ALLOWED_HOSTS?): allow it"
+                f" there, or set app.server_name in hosts.yaml to a name the app allows (the"
+                f" check sends the first one, localhost for _)")
+    return ""
+
 while True:
     status, seen, body = None, None, ""
     try:
@@ -79,7 +94,8 @@ while True:
         print(f"release={seen or 'none'}")
         print(f"waited={now - start:.1f}")
         print(f"reason=health check failed: GET {where} {answer},"
-              f" expected {want} from release {release} (waited {now - start:.1f}s)")
+              f" expected {want} from release {release} (waited {now - start:.1f}s)"
+              f"{hint(status, seen, body)}")
         print("\n".join(body.strip().splitlines()[:8]))
         sys.exit(1)
     time.sleep(0.2)

@@ -20,6 +20,7 @@ NOTES = {
     "missing": "no log yet",
     "waiting": "no log yet; waiting for it",
     "notime": "its lines carry no timestamp: --since not applied",
+    "empty": "the log is empty",
 }
 # Exit codes of the probe, for the errors the user can fix.
 BAD_SINCE = 45
@@ -96,8 +97,8 @@ def probe(files: dict[str, str], grep: str = "", since: str = "") -> str:
 
 
 # Filters a log by time (reads the file itself, up to a byte limit, so a follow can go on from
-# there). Exit 3 when no line has a timestamp: then every line is printed. A line without a
-# timestamp (a traceback's) belongs to the entry above it.
+# there). Exit 3 when no line has a timestamp: then every line is printed; exit 4 when it has no
+# line at all. A line without a timestamp (a traceback's) belongs to the entry above it.
 SINCE_FILTER = r'''
 import calendar, re, sys, time
 path, since, limit = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
@@ -144,6 +145,8 @@ def lines():
             yield line
 
 out = sys.stdout.buffer
+if next(lines(), None) is None:
+    sys.exit(4)
 if not any(stamp(line) is not None for line in lines()):
     out.writelines(lines())
     sys.exit(3)
@@ -207,7 +210,8 @@ def _history(lines: int, grep: str, since: int | None, limit: str) -> list[str]:
     if since is not None:
         return [
             f'python3 -c {q(SINCE_FILTER)} "$F" {int(since)} {limit}{grep_part}{tail}'
-            f' || {{ [ "${{PIPESTATUS[0]}}" = 3 ] && {_note("notime")}; }}',
+            f' || case "${{PIPESTATUS[0]}}" in 3) {_note("notime")};; 4) {_note("empty")};;'
+            " *) false;; esac",
         ]
     if limit == "-1":
         if not grep:

@@ -6,6 +6,7 @@ The service manager (systemd, supervisor) is the one `Paths.manager` names (see 
 from __future__ import annotations
 
 from .. import managers
+from ..errors import DETAIL_LINES
 from ..layout import SLOTS, Paths
 from ..managers import ServiceManager
 from ..privilege import as_app, root
@@ -86,6 +87,24 @@ OLD_RELEASE = ("release {release} was rendered for a single uWSGI (an older wsgi
 
 NOT_STARTED = ("reason=the new release's uWSGI did not start (no user request reached it): the "
                "app failed to load? its log is below")
+# what wsgi.py writes to the app log, before its reason, when it cannot load the app
+LOAD_FAILED = "wsgiship: release {release}: "
+LOG_HEAD = "uWSGI did not start with the new release (no user request reached it); the app log:"
+
+
+def not_started(p: Paths, release: str) -> str:
+    """Shell: why a slot did not come up, and exit 1. The app log's last lines on stderr (read
+    as the app), and the reason: the line wsgi.py wrote when it could not load this release's
+    app (app.wsgi names no WSGI app, its import failed...), else NOT_STARTED."""
+    mark = q(LOAD_FAILED.format(release=release))
+    # the heading and the log fill the lines an error shows
+    tail = as_app("tail", "-n", DETAIL_LINES - 1, p.app_log)
+    return (f"{{ echo {q(LOG_HEAD)} >&2; log=$({tail} || true);"
+            ' [ -z "$log" ] || printf "%s\\n" "$log" >&2;'
+            f' mark={mark}; why=$(printf "%s\\n" "$log" | grep -aF -- "$mark"'
+            " | sed -n '$p' || true);"
+            ' if [ -n "$why" ]; then echo "reason=${why#*"$mark"}";'
+            f" else echo {q(NOT_STARTED)}; fi; exit 1; }}")
 
 
 def start_slot(p: Paths, release: str) -> str:
@@ -99,9 +118,7 @@ def start_slot(p: Paths, release: str) -> str:
         f'{{ [ "$(readlink {q(p.slot(s))} 2>/dev/null)" = {q(link)} ] && {m.is_active(s)}'
         f" && slot={s}; }}" for s in m.slots)
     ini = p.config(release, "uwsgi.ini")
-    # why it did not come up: the app log (read as the app), and the reason line
-    no_start = (f"{{ {as_app('tail', '-n', '30', p.app_log)} >&2 || true;"
-                f" echo {q(NOT_STARTED)}; exit 1; }}")
+    no_start = not_started(p, release)
     socket_up = as_app("test", "-S", Raw(q(p.run_dir) + '"/uwsgi-$slot.sock"'))
     return script([
         f"if ! grep -q WSGISHIP_SLOT {q(ini)}; then echo {q(OLD_RELEASE.format(release=release))}"

@@ -11,7 +11,8 @@
     failed      mark the release failed, go back if it was published, log
     (always)    release the lock, disconnect
 
-The app's hooks run around stages: before_switch before publishing, after_switch after it.
+The app's hooks run around stages: first_deploy (only when the host has no current release)
+then before_switch before publishing, after_switch after it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..remote import Remote
 from ..render import render
 from ..source import Source, collect, tarball
 from ..wheelhouse import Platform
-from .hooks import POINTS, run_hooks
+from .hooks import FIRST_ONLY, POINTS, run_hooks
 from .publish import Detached, Outcome, publish_job, recovering, run_job
 from .session import Session, locked, pause_point
 
@@ -85,7 +86,8 @@ class Deploy:
 
     def hooks(self, when: str, stage: str) -> None:
         for point, at in POINTS.items():
-            if at == (when, stage):
+            # a first deploy: the host has no current release (none, or none left good)
+            if at == (when, stage) and (point not in FIRST_ONLY or not self.previous):
                 run_hooks(self.s, point, self.release, self.source.revision)
 
     def updating(self) -> None:

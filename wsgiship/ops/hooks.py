@@ -12,8 +12,11 @@ from ..privilege import as_app
 from ..shell import q
 from .session import Session
 
-# where each hook point sits in the deploy's stages
-POINTS = {"before_switch": ("before", "publishing"), "after_switch": ("after", "publishing")}
+# where each hook point sits in the deploy's stages (points at the same place run in this order)
+POINTS = {"first_deploy": ("before", "publishing"), "before_switch": ("before", "publishing"),
+          "after_switch": ("after", "publishing")}
+# points that run only on a host with no current release (its first deploy, until one succeeds)
+FIRST_ONLY = ("first_deploy",)
 
 
 def run_hooks(s: Session, point: str, release: str, revision: str) -> None:

@@ -68,6 +68,9 @@ class App:
     installer: str = "auto"
     # wheels resolved on this machine for the server's platform, installed with --no-index
     wheelhouse: bool = False
+    # requirements: the venv gets the app's requirements, the app runs from its directory;
+    # project: the app itself is installed too, into each release (<release>/.wsgiship/site)
+    install: str = "requirements"
 
     @property
     def needs_compiler(self) -> bool:

@@ -1,6 +1,7 @@
 """Where things live on the server for one app: pure names, no I/O.
 
-    <deploy_to>/releases/<release>/   the code, REVISION, .venv link, .wsgiship/ (rendered configs)
+    <deploy_to>/releases/<release>/   the code, REVISION, .venv link, .wsgiship/ (rendered configs;
+                                      site/: the app installed, with install: project)
     <deploy_to>/current               symlink to the live release
     <deploy_to>/slots/<a|b>           symlink to the release a uWSGI instance (slot) runs
     <deploy_to>/venvs/<key>/          one venv per hash of (requirements, python)
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from .config import App
 
 CONFIG_DIR = ".wsgiship"  # inside each release: the rendered configs travel with the code
+# inside a release: the app itself, installed there with `install: project` (first on its path)
+SITE_DIR = f"{CONFIG_DIR}/site"
 NGINX_SITES = "/etc/nginx"
 
 

@@ -22,6 +22,7 @@ LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
 # in the order they run: first_deploy only on a host with no current release
 HOOK_POINTS = ("first_deploy", "before_switch", "after_switch")
+INSTALL_MODES = ("requirements", "project")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ def _one_of(names: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
+def _install(value: Any) -> str:
+    if value not in INSTALL_MODES:
+        raise Bad("requirements (the venv gets the app's requirements; the app runs from its "
+                  "directory) or project (the app itself is installed too, into each release)")
+    return value
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise Bad("true or false")
@@ -257,6 +265,7 @@ APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "build": _bool,
     "installer": _one_of(("auto", "uv", "pip")),
     "wheelhouse": _bool,
+    "install": _install,
 }
 HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
     "path": _match(re.compile(r"^/\S*$"), "a URL path starting with /"),

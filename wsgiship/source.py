@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,16 @@ class Source:
     short_rev: str
     dirty: bool                  # git work tree with uncommitted changes (not shipped)
     requirements: str            # what pip installs into the venv (text of a requirements file)
-    requirements_from: str = ""  # requirements.txt, pyproject.toml, or "" (uWSGI alone)
+    requirements_from: str = ""  # REQUIREMENTS_TXT, PYPROJECT_DEPS, or "" (uWSGI alone)
+    uwsgi_added: str = ""        # the uWSGI package added to them (pyuwsgi, uwsgi), or ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def venv_rule(self) -> str:
+        """Where the venv's packages come from, in words: `pyproject.toml
+        [project].dependencies + pyuwsgi`, or `no requirements.txt or [project].dependencies:
+        only uWSGI (pyuwsgi)`."""
+        return venv_rule(self.requirements_from, self.uwsgi_added)
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -82,9 +92,34 @@ def _content_hash(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def requirements_from(files: dict[str, bytes]) -> str:
-    """Where the venv's requirements come from: requirements.txt, else pyproject.toml."""
-    return next((name for name in ("requirements.txt", "pyproject.toml") if name in files), "")
+REQUIREMENTS_TXT = "requirements.txt"
+PYPROJECT_DEPS = "pyproject.toml [project].dependencies"
+
+
+def _project_table(files: dict[str, bytes], where: Path) -> dict:
+    """pyproject.toml's [project] table ({} without the file or the table)."""
+    if "pyproject.toml" not in files:
+        return {}
+    try:
+        project = tomllib.loads(files["pyproject.toml"].decode()).get("project", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where / 'pyproject.toml'}: cannot parse: {exc}") from None
+    return project if isinstance(project, dict) else {}
+
+
+def requirements_from(files: dict[str, bytes], where: Path = Path(".")) -> str:
+    """Where the venv's requirements come from: requirements.txt when the app has one, else
+    pyproject.toml's [project].dependencies when it lists any, else "" (uWSGI alone)."""
+    if REQUIREMENTS_TXT in files:
+        return REQUIREMENTS_TXT
+    return PYPROJECT_DEPS if _project_table(files, where).get("dependencies") else ""
+
+
+def venv_rule(origin: str, added: str) -> str:
+    """The rule the venv was filled by, in words (see Source.venv_rule)."""
+    if not origin:
+        return f"no requirements.txt or [project].dependencies: only uWSGI ({added or 'uwsgi'})"
+    return origin + (f" + {added}" if added else "")
 
 
 def requirement_names(text: str) -> list[str]:
@@ -104,24 +139,44 @@ def pins_uwsgi_sdist(root: Path) -> bool:
         return False  # the deploy says what is wrong with it
 
 
+def listed_requirements(files: dict[str, bytes], where: Path) -> str:
+    """The app's own requirements: requirements.txt, else pyproject.toml's
+    [project].dependencies, else none."""
+    origin = requirements_from(files, where)
+    if origin == REQUIREMENTS_TXT:
+        return files[REQUIREMENTS_TXT].decode("utf-8", "replace")
+    if origin == PYPROJECT_DEPS:
+        deps = _project_table(files, where)["dependencies"]
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise ConfigError(f"{where / 'pyproject.toml'}: [project].dependencies: expected a "
+                              f"list of requirement strings")
+        return "".join(f"{dep}\n" for dep in deps)
+    return ""
+
+
+def needs_uwsgi(text: str) -> bool:
+    """uWSGI is added to these requirements: they name neither uwsgi nor pyuwsgi."""
+    return not {"uwsgi", "pyuwsgi"} & set(requirement_names(text))
+
+
 def requirements_of(files: dict[str, bytes], where: Path, uwsgi_package: str = "pyuwsgi") -> str:
-    """requirements.txt, else pyproject.toml's [project] dependencies; plus uWSGI (from
-    `uwsgi_package`) unless the app names uwsgi or pyuwsgi itself."""
-    origin = requirements_from(files)
-    if origin == "requirements.txt":
-        text = files["requirements.txt"].decode("utf-8", "replace")
-    elif origin == "pyproject.toml":
-        try:
-            project = tomllib.loads(files["pyproject.toml"].decode()).get("project", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{where / 'pyproject.toml'}: cannot parse: {exc}") from None
-        text = "".join(f"{dep}\n" for dep in project.get("dependencies", []))
-    else:
-        text = ""
-    if not {"uwsgi", "pyuwsgi"} & set(requirement_names(text)):
+    """What the venv gets: the app's own requirements (listed_requirements), plus uWSGI (from
+    `uwsgi_package`) unless they name uwsgi or pyuwsgi themselves."""
+    text = listed_requirements(files, where)
+    if needs_uwsgi(text):
         text = (text.rstrip("\n") + ("\n" if text.strip() else "")
                 + UWSGI_PACKAGES[uwsgi_package] + "\n")
     return text
+
+
+def _warnings(files: dict[str, bytes], where: Path) -> tuple[str, ...]:
+    """What the operator should know about the requirements: dependencies pyproject.toml
+    declares dynamic are not read (only requirements.txt or a literal list are)."""
+    if REQUIREMENTS_TXT not in files and "dependencies" in _project_table(files, where).get(
+            "dynamic", []):
+        return (f"{where / 'pyproject.toml'} declares its dependencies dynamic, which wsgiship "
+                f"does not read: the venv gets only uWSGI; list them in requirements.txt",)
+    return ()
 
 
 def collect(root: Path, uwsgi_package: str = "pyuwsgi") -> Source:
@@ -137,16 +192,20 @@ def collect(root: Path, uwsgi_package: str = "pyuwsgi") -> Source:
         short = revision[7:14]
     if not files:
         raise ConfigError(f"app.source: {root} holds no files to ship")
+    listed = listed_requirements(files, root)
     return Source(files, modes, revision, short, dirty,
-                  requirements_of(files, root, uwsgi_package), requirements_from(files))
+                  requirements_of(files, root, uwsgi_package), requirements_from(files, root),
+                  uwsgi_package if needs_uwsgi(listed) else "", _warnings(files, root))
 
 
-def tarball(source: Source, extra: dict[str, str]) -> bytes:
-    """A gzip tarball of the source files plus generated text files (configs, REVISION)."""
+def tarball(source: Source, extra: Mapping[str, str | bytes]) -> bytes:
+    """A gzip tarball of the source files plus generated files (configs, REVISION, the app's
+    wheel)."""
     buf, now = io.BytesIO(), int(time.time())
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
         entries = {**{k: (v, source.modes.get(k, 0o644)) for k, v in source.files.items()},
-                   **{k: (v.encode(), 0o644) for k, v in extra.items()}}
+                   **{k: (v.encode() if isinstance(v, str) else v, 0o644)
+                      for k, v in extra.items()}}
         for name in sorted(entries):
             data, mode = entries[name]
             info = tarfile.TarInfo(name)

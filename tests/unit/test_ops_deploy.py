@@ -25,20 +25,24 @@ from wsgiship.remote import Remote, Result
 from wsgiship.source import collect
 
 
-@pytest.mark.parametrize("facts, installer, origin, line", [
-    ({"venv": "created", "packages": "12"}, "uv", "requirements.txt",
-     "created venvs/k1 with uv: 12 packages from requirements.txt"),
-    ({"venv": "created", "packages": "3"}, "pip", "pyproject.toml",
-     "created venvs/k1 with pip: 3 packages from pyproject.toml"),
-    ({"venv": "reused", "packages": "12"}, "uv", "requirements.txt",
-     "reused venvs/k1 (cached: 12 packages from requirements.txt)"),
-    ({"venv": "created", "packages": "2"}, "pip", "",
-     "created venvs/k1 with pip: 2 packages from no requirements file"),
-    ({}, "uv", "requirements.txt",       # a script that said nothing
-     "? venvs/k1 with uv: ? packages from requirements.txt"),
+@pytest.mark.parametrize("facts, installer, rule, line", [
+    ({"venv": "created", "packages": "12"}, "uv", "requirements.txt + pyuwsgi",
+     "created venvs/k1 with uv: 12 packages from requirements.txt + pyuwsgi"),
+    ({"venv": "created", "packages": "3"}, "pip", "pyproject.toml [project].dependencies + uwsgi",
+     "created venvs/k1 with pip: 3 packages from pyproject.toml [project].dependencies + uwsgi"),
+    ({"venv": "reused", "packages": "8"}, "uv", "pyproject.toml [project].dependencies + pyuwsgi",
+     "reused venvs/k1 (uv: 8 packages from pyproject.toml [project].dependencies + pyuwsgi)"),
+    ({"venv": "reused", "packages": "12"}, "pip", "requirements.txt",  # names its own uWSGI
+     "reused venvs/k1 (pip: 12 packages from requirements.txt)"),
+    ({"venv": "created", "packages": "1"}, "pip",
+     "no requirements.txt or [project].dependencies: only uWSGI (pyuwsgi)",
+     "created venvs/k1 with pip: 1 package; no requirements.txt or [project].dependencies: "
+     "only uWSGI (pyuwsgi)"),
+    ({}, "uv", "requirements.txt + pyuwsgi",       # a script that said nothing
+     "? venvs/k1 with uv: ? packages from requirements.txt + pyuwsgi"),
 ])
-def test_venv_line(facts: dict[str, str], installer: str, origin: str, line: str) -> None:
-    assert venv_line(facts, "k1", installer, origin) == line
+def test_venv_line(facts: dict[str, str], installer: str, rule: str, line: str) -> None:
+    assert venv_line(facts, "k1", installer, rule) == line
 
 
 class Updating:
@@ -100,14 +104,15 @@ def test_updating_builds_the_venv_with_the_chosen_installer(updating, installer:
     assert what == f"{chosen} install (venv {key})"
     assert body == venv.ensure(p, NAME, key, "python3", chosen, "")
     step = next(line for line in u.lines() if line.startswith("[web1] venv "))
-    assert step.endswith(f"  created venvs/{key} with {chosen}: 7 packages from requirements.txt")
+    assert step.endswith(f"  created venvs/{key} with {chosen}: 7 packages from requirements.txt"
+                         " + pyuwsgi")
 
 
 def test_a_reused_venv_says_so(updating) -> None:
     u = updating({"python": "3.11.2", "uv": "1"}, "venv=reused\npackages=9\n")
     u.deploy.updating()
     step = next(line for line in u.lines() if line.startswith("[web1] venv "))
-    assert step.endswith(" (cached: 9 packages from requirements.txt)")
+    assert step.endswith(" (uv: 9 packages from requirements.txt + pyuwsgi)")
     assert " reused venvs/" in step
 
 
@@ -226,3 +231,42 @@ def test_going_back_after_a_hook_failed_kills_the_release_it_leaves(updating,
     retire = job.forward[-1]  # type: ignore[attr-defined]
     assert retire.body.endswith(services.retire(d.s.paths, kill=True))
     assert u.lines()[0] == f"[web1] rolling back to {R0}"
+
+
+# --- install: project ---
+
+
+def test_install_project_ships_the_wheel_and_installs_it_after_the_venv(updating,
+                                                                       monkeypatch) -> None:
+    from wsgiship import appwheel
+    from wsgiship.commands import project
+
+    wheel = appwheel.Wheel("hello-1.0-py3-none-any.whl", b"PK-wheel", "pip wheel")
+    monkeypatch.setattr(appwheel, "build", lambda source, where, host: wheel)
+    tarballs: list[dict[str, str | bytes]] = []
+    from wsgiship.ops import deploy as deploy_mod
+    real_tarball = deploy_mod.tarball
+    monkeypatch.setattr(deploy_mod, "tarball",
+                        lambda src, extra: tarballs.append(dict(extra)) or real_tarball(src, extra))
+    u = updating({"python": "3.11.2", "uv": "1"}, install="project")
+    u.deploy.updating()
+    assert tarballs[0][".wsgiship/dist/hello-1.0-py3-none-any.whl"] == b"PK-wheel"
+    # after the venv (which knows nothing of the app), with the venv's installer
+    whats = [what for what, _ in u.runs]
+    assert whats[-2].startswith("uv install (venv ")
+    assert whats[-1] == "uv install of hello-1.0-py3-none-any.whl"
+    assert u.runs[-1][1] == project.install(u.deploy.s.paths, NAME, wheel.filename, "uv")
+    steps = {line.split()[1]: line for line in u.lines()}
+    assert steps["build"].endswith("  hello-1.0-py3-none-any.whl (1 KiB, pip wheel here)")
+    assert steps["install"].endswith("  hello 1.0 into the release's .wsgiship/site (uv --no-deps:"
+                                     " the venv stays shared), 0 scripts")
+
+
+def test_install_requirements_builds_no_wheel(updating, monkeypatch) -> None:
+    from wsgiship import appwheel
+
+    monkeypatch.setattr(appwheel, "build", lambda *a: pytest.fail("built a wheel"))
+    u = updating({"python": "3.11.2"})
+    u.deploy.updating()
+    assert not any(" install of " in what for what, _ in u.runs)
+    assert not any(line.split()[1] in ("build", "install") for line in u.lines())

@@ -280,25 +280,31 @@ def test_pyuwsgi_lookalikes_are_other_packages(other: str) -> None:
     assert req({"requirements.txt": f"{other}\n"}).endswith(source.UWSGI_REQUIREMENT + "\n")
 
 
-@pytest.mark.parametrize("names, origin", [
-    (["requirements.txt", "pyproject.toml", "app.py"], "requirements.txt"),
-    (["pyproject.toml", "app.py"], "pyproject.toml"),
-    (["app.py"], ""),
-    (["sub/requirements.txt", "requirements-dev.txt"], ""),  # only the top-level file counts
+DEPS = b'[project]\nname = "x"\ndependencies = ["redis"]\n'
+
+
+@pytest.mark.parametrize("files, origin", [
+    ({"requirements.txt": b"", "pyproject.toml": DEPS, "app.py": b""}, "requirements.txt"),
+    ({"pyproject.toml": DEPS, "app.py": b""}, "pyproject.toml [project].dependencies"),
+    # a pyproject.toml that lists no dependencies is not where they come from
+    ({"pyproject.toml": b"[tool.ruff]\n"}, ""),
+    ({"pyproject.toml": b'[project]\nname = "x"\ndependencies = []\n'}, ""),
+    ({"app.py": b""}, ""),
+    ({"sub/requirements.txt": b"", "requirements-dev.txt": b""}, ""),  # only the top-level file
 ])
-def test_requirements_from(names: list[str], origin: str) -> None:
-    assert source.requirements_from(dict.fromkeys(names, b"")) == origin
+def test_requirements_from(files: dict[str, bytes], origin: str) -> None:
+    assert source.requirements_from(files) == origin
 
 
 def test_collect_names_the_requirements_file_and_the_uwsgi_package(tree: Path) -> None:
     src = source.collect(tree, "uwsgi")
     assert src.requirements == "flask==3.1.3\nuwsgi==2.0.31\n"
-    assert src.requirements_from == "requirements.txt"
+    assert (src.requirements_from, src.uwsgi_added) == ("requirements.txt", "uwsgi")
     (tree / "requirements.txt").unlink()
-    (tree / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["redis"]\n')
+    (tree / "pyproject.toml").write_bytes(DEPS)
     src = source.collect(tree)  # the default: the pyuwsgi wheel
     assert (src.requirements, src.requirements_from) == ("redis\npyuwsgi==2.0.30.post1\n",
-                                                         "pyproject.toml")
+                                                         "pyproject.toml [project].dependencies")
     (tree / "pyproject.toml").unlink()
     assert source.collect(tree).requirements_from == ""
 

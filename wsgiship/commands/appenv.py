@@ -1,11 +1,13 @@
 """Run a command as the app runs: in a release directory, its venv first on PATH
-(VIRTUAL_ENV set), the app's environment loaded the way wsgi.py loads it (shared .env, then
-.wsgiship/env; no shell expansion, so any value is safe; variables already set win)."""
+(VIRTUAL_ENV set), the app installed into the release (install: project) first on PYTHONPATH,
+the app's environment loaded the way wsgi.py loads it (shared .env, then .wsgiship/env; no
+shell expansion, so any value is safe; variables already set win)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..layout import SITE_DIR
 from ..shell import cmd, q, script
 
 # Runs argv with the app's environment loaded as the app's wsgi.py loads it (the same KEY=VALUE
@@ -50,6 +52,10 @@ def run_in(directory: str, argv: Sequence[str]) -> str:
         # -P: into the release itself, so a deploy switching `current` meanwhile changes nothing
         f"cd -P {q(directory)}",
         'export VIRTUAL_ENV="$(cd -P .venv && pwd)"',
+        # install: project: the app installed into the release, first on the import path; its
+        # console scripts on PATH after the venv's
+        f'if [ -d {q(SITE_DIR)} ]; then S="$PWD"/{q(SITE_DIR)};'
+        ' export PYTHONPATH="$S${PYTHONPATH:+:$PYTHONPATH}" PATH="$S/bin:$PATH"; fi',
         'export PATH="$VIRTUAL_ENV/bin:$PATH"',
         "unset PYTHONHOME",
         f'exec "$VIRTUAL_ENV/bin/python" -c {q(ENV_EXEC)} {cmd(*argv)}',

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from .. import wheelhouse
-from ..commands import checks, nginx, services, venv
+from .. import appwheel, wheelhouse
+from ..commands import checks, nginx, project, services, venv
 from ..commands import release as rel
 from ..config import App
 from ..errors import reason_of
-from ..layout import CONFIG_DIR
+from ..layout import CONFIG_DIR, SITE_DIR
 from ..output import Reporter
 from ..remote import Remote
 from ..render import render
@@ -39,12 +39,14 @@ from .session import Session, locked, pause_point
 STAGES = ("updating", "validating", "publishing", "finishing")
 
 
-def venv_line(facts: dict[str, str], key: str, installer: str, origin: str) -> str:
-    """What the venv step says: built or reused, by which installer, from which file."""
-    how = facts.get("venv", "?")
-    what = f"{facts.get('packages', '?')} packages from {origin or 'no requirements file'}"
+def venv_line(facts: dict[str, str], key: str, installer: str, rule: str) -> str:
+    """What the venv step says: built or reused, by which installer, and the rule its packages
+    came by (Source.venv_rule: `requirements.txt + pyuwsgi`, ...)."""
+    how, count = facts.get("venv", "?"), facts.get("packages", "?")
+    what = f"{count} package{'' if count == '1' else 's'}"
+    what += f"; {rule}" if rule.startswith("no ") else f" from {rule}"
     if how == "reused":
-        return f"reused venvs/{key} (cached: {what})"
+        return f"reused venvs/{key} ({installer}: {what})"
     return f"{how} venvs/{key} with {installer}: {what}"
 
 
@@ -70,6 +72,8 @@ class Deploy:
         if self.source.dirty:
             self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping HEAD "
                           f"{self.source.short_rev}")
+        for warning in self.source.warnings:
+            self.out.line(f"warning: {warning}")
         self.release = release_name(self.source.short_rev)
         with locked(self.remote, self.app, self.out, "deploy") as self.s:
             self.previous = recovering(self.s)
@@ -99,8 +103,11 @@ class Deploy:
         key = venv.venv_key(src.requirements, app.python, self.s.facts.get("python", ""),
                             installer, app.wheelhouse)
         configs = render(app, self.release, self.s.app_user, src.revision)
-        extra = {**configs, "REVISION": src.revision + "\n",
-                 f"{CONFIG_DIR}/requirements.txt": src.requirements}
+        extra: dict[str, str | bytes] = {**configs, "REVISION": src.revision + "\n",
+                                         f"{CONFIG_DIR}/requirements.txt": src.requirements}
+        wheel = self.app_wheel() if app.install == "project" else None
+        if wheel is not None:
+            extra[f"{project.WHEEL_DIR}/{wheel.filename}"] = wheel.data
         find_links = self.wheels(key) if app.wheelhouse else ""
         with self.out.step("upload") as st:
             data = tarball(src, extra)
@@ -116,7 +123,27 @@ class Deploy:
         with self.out.step("venv") as st:
             res = remote.run(venv.ensure(p, self.release, key, app.python, installer, find_links),
                              what=f"{installer} install (venv {key})")
-            st.detail = venv_line(res.facts(), key, installer, src.requirements_from)
+            st.detail = venv_line(res.facts(), key, installer, src.venv_rule)
+        if wheel is not None:
+            self.install_app(wheel, installer)
+
+    def app_wheel(self) -> appwheel.Wheel:
+        """install: project: the app's own wheel, built here from the files shipped."""
+        with self.out.step("build") as st:
+            wheel = appwheel.build(self.source, self.app.source, self.remote.label)
+            st.detail = f"{wheel.filename} ({len(wheel.data) // 1024 + 1} KiB, {wheel.tool} here)"
+        return wheel
+
+    def install_app(self, wheel: appwheel.Wheel, installer: str) -> None:
+        """install: project: the app into the release's own .wsgiship/site (first on its
+        import path), without dependencies: the shared venv never holds the app's code."""
+        with self.out.step("install") as st:
+            res = self.remote.run(project.install(self.s.paths, self.release, wheel.filename,
+                                                  installer),
+                                  what=f"{installer} install of {wheel.filename}")
+            scripts = res.facts().get("scripts", "0")
+            st.detail = (f"{wheel.project} into the release's {SITE_DIR} ({installer} --no-deps: "
+                         f"the venv stays shared), {scripts} script{'' if scripts == '1' else 's'}")
 
     def wheels(self, key: str) -> str:
         """The venv's wheels on the server (wheelhouse/<key>): built here for the server's

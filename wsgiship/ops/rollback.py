@@ -1,19 +1,23 @@
 """`fab rollback` as its stages: starting, choosing the target, publishing it (switch, reload,
 health check, on the server as one job: ops/publish), finishing (log). When the target fails
-its check, the job switches back to the release it came from."""
+its check, the job switches back to the release it came from. Before the switch, the
+migration files of both releases are compared (wsgiship/migrations.py): migrations the target
+lacks are named with the command to migrate down, as a warning that never stops the rollback."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import migrations
 from ..commands import checks, nginx
+from ..commands import migrations as cmds
 from ..config import App
 from ..errors import WsgishipError
 from ..facts import rollback_target
 from ..output import Reporter
 from ..remote import Remote
 from .publish import publish_job, recovering, run_job
-from .session import locked, pause_point
+from .session import Session, locked, pause_point
 from .state import read_state
 
 
@@ -41,6 +45,7 @@ class Rollback:
                 raise
             from_release = state.current
             self.out.line(f"rolling back {from_release} -> {target}")
+            self.check_migrations(s, from_release, target)
             label = self.remote.label
             # the target's service config and site must be installable before anything moves
             self.remote.run(checks.unit_check(s.paths, target, label)
@@ -57,3 +62,20 @@ class Rollback:
             pause_point(self.out, "before:finishing")
             s.record(target, "ok", **{"from": from_release})
             return target
+
+    def check_migrations(self, s: Session, from_release: str, target: str) -> None:
+        """Warn when `target` lacks migrations `from_release` has, naming the command to
+        migrate down with; never stops the rollback (a failed check says so and goes on)."""
+        if not from_release:
+            return
+        res = self.remote.run(cmds.listing(s.paths, [from_release, target]), check=False,
+                              what="list the releases' migrations")
+        if not res.ok:
+            self.out.line(f"note: could not compare the releases' migrations (exit {res.code}); "
+                          f"rolling back")
+            return
+        listed = migrations.parse(res.stdout)
+        gaps = migrations.compare(listed.get(from_release, migrations.Listing()),
+                                  listed.get(target, migrations.Listing()))
+        for line in migrations.warning(gaps, self.remote.label, from_release, target):
+            self.out.line(line)

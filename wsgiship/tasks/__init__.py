@@ -3,10 +3,11 @@
 from invoke import Collection
 
 from .deploy import deploy
+from .env import env, put
 from .exec import exec_
 from .logs import logs
 from .releases import releases, rollback, unlock
 from .setup import setup
 
-ns = Collection(deploy, rollback, releases, unlock, logs, exec_, setup)
+ns = Collection(deploy, rollback, releases, unlock, logs, exec_, env, put, setup)
 ns.configure({"run": {"encoding": "utf-8", "in_stream": False}})

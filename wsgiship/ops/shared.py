@@ -88,8 +88,9 @@ def show_env(remote: Remote, app: App) -> tuple[list[str], list[str]]:
     finally:
         remote.close()
     lines = envvars.listing(facts.shared, app.env, facts.deployed)
-    return lines or ["no variables (set some: fab env -H HOST --set KEY=VALUE)"], \
-        env_notes(app, facts, remote.label)
+    if not lines:
+        lines = [f"no variables (set one: fab env -H {remote.label} --set KEY=VALUE)"]
+    return lines, env_notes(app, facts, remote.label)
 
 
 def _written(remote: Remote, res: Result, name: str, app_user: str) -> Result:

@@ -161,6 +161,14 @@ def test_put_writes_the_apps_file_and_refuses_ways_out(app: Project, tmp_path) -
     assert p.remote(f"stat -c '%U:%G %a' {target}").strip() == f"{user}:www-data 600"
     digest = hashlib.sha256(creds.read_bytes()).hexdigest()
     assert p.remote(f"sha256sum < {target}").split()[0] == digest
+    # a file that is not the app's (root's here) is not written through it
+    p.remote(f"chown root:root {target}")
+    try:
+        res = p.fab("put", "-H", "t", "--local", str(creds), "--remote", "shared/creds.json")
+        assert res.returncode != 0 and "not writable by the app's user" in said(res), res.stderr
+    finally:
+        p.remote(f"chown {user}:www-data {target}")
+    assert p.remote(f"sha256sum < {target}").split()[0] == digest
     # into the app's own dir: created there by the app's user
     said(p.fab("put", "-H", "t", "--local", str(creds), "--remote", "shared/media/k.json"))
     assert p.remote(f"stat -c '%U %a' {p.deploy_to}/shared/media/k.json").split() == [user, "600"]

@@ -85,7 +85,8 @@ def opened(shared, name):
         if st is None:
             raise Stop(NO_FILE)
         owner = pwd.getpwuid(st.st_uid).pw_name if st.st_uid >= 0 else "?"
-        raise Stop(REFUSED, "shared/%s is not writable by the app's user %s (owner %s, mode %o)"
+        raise Stop(REFUSED, "shared/%s is not writable by the app's user %s (owner %s, mode %o;"
+                   " fab setup gives the shared_files to that user)"
                    % (name, pwd.getpwuid(os.getuid()).pw_name, owner, stat.S_IMODE(st.st_mode)))
 
 def read_all(fd):

@@ -9,6 +9,7 @@ import jinja2
 
 from . import managers
 from .config import App
+from .envvars import env_text
 from .errors import ConfigError
 from .layout import CONFIG_DIR, SLOTS, paths_for
 
@@ -93,5 +94,6 @@ def render(app: App, release: str, app_user: str, revision: str) -> dict[str, st
                               f"cannot include the default of the same name)") from None
         except jinja2.TemplateError as exc:
             raise ConfigError(f"{template}: template error: {exc}") from None
-    out[f"{CONFIG_DIR}/env"] = "".join(f"{k}={v}\n" for k, v in app.env.items())
+    # (quoted where wsgi.py's loader would otherwise change a value: spaces or quotes around it)
+    out[f"{CONFIG_DIR}/env"] = env_text(app.env)
     return out

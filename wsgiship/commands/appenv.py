@@ -1,7 +1,9 @@
 """Run a command as the app runs: in a release directory, its venv first on PATH
 (VIRTUAL_ENV set), the app installed into the release (install: project) first on PYTHONPATH,
 the app's environment loaded the way wsgi.py loads it (shared .env, then .wsgiship/env; no
-shell expansion, so any value is safe; variables already set win)."""
+shell expansion, so any value is safe; variables already set win), and the variables given
+with `fab exec --env` over all of them (from a file of the app's user, which the command
+removes as it starts: the values are never on a command line)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from ..layout import SITE_DIR
 from ..shell import cmd, q, script
 
 # Runs argv with the app's environment loaded as the app's wsgi.py loads it (the same KEY=VALUE
-# parsing: no shell expansion, so any value is safe); the caller's environment wins.
+# parsing: no shell expansion, so any value is safe); the caller's environment wins, and the
+# variables given explicitly ($WSGISHIP_EXEC_ENV names their file) win over everything.
 ENV_EXEC = r'''
 import os, sys
 
-def load_env(path):
+def load_env(path, over=False):
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -29,8 +32,17 @@ def load_env(path):
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
-        os.environ.setdefault(key.strip(), value)
+        if over:
+            os.environ[key.strip()] = value
+        else:
+            os.environ.setdefault(key.strip(), value)
 
+given = os.environ.pop("WSGISHIP_EXEC_ENV", "")
+if given:
+    try:
+        load_env(given, over=True)
+    finally:
+        os.unlink(given)
 load_env(".env")
 load_env(os.path.join(".wsgiship", "env"))
 argv = sys.argv[1:]
@@ -46,9 +58,11 @@ except PermissionError:
 
 
 
-def run_in(directory: str, argv: Sequence[str]) -> str:
-    """A script running argv in `directory` (a release, or `current`) like the app runs."""
+def run_in(directory: str, argv: Sequence[str], env_file: str = "") -> str:
+    """A script running argv in `directory` (a release, or `current`) like the app runs;
+    `env_file`: the explicit variables' file (commands/shared.stage_env), removed as it starts."""
     return script([
+        f"export WSGISHIP_EXEC_ENV={q(env_file)}" if env_file else "unset WSGISHIP_EXEC_ENV",
         # -P: into the release itself, so a deploy switching `current` meanwhile changes nothing
         f"cd -P {q(directory)}",
         'export VIRTUAL_ENV="$(cd -P .venv && pwd)"',

@@ -20,9 +20,9 @@ def exec_probe(p: Paths) -> str:
     ])
 
 
-def exec_command(p: Paths, argv: Sequence[str]) -> str:
+def exec_command(p: Paths, argv: Sequence[str], env_file: str = "") -> str:
     """Run argv in the current release's directory as the app runs (see appenv.run_in)."""
-    return run_in(p.current, argv)
+    return run_in(p.current, argv, env_file)
 
 
 def as_user(body: str, user: str, login_user: str) -> str:

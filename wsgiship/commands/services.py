@@ -107,24 +107,34 @@ def not_started(p: Paths, release: str) -> str:
             f" else echo {q(NOT_STARTED)}; fi; exit 1; }}")
 
 
-def start_slot(p: Paths, release: str) -> str:
+REUSE = ("any", "spare", "none")
+
+
+def start_slot(p: Paths, release: str, reuse: str = "any") -> str:
     """Start `release` in its own uWSGI instance beside the live one (privileged; run with
     app_user): a slot that already runs it (the way back, a rollback while the previous one is
     kept warm) is used as it is; otherwise the slot nginx does not use is stopped if something
-    is left in it, pointed at the release, and started. Prints slot= and uwsgi=."""
+    is left in it, pointed at the release, and started. Prints slot= and uwsgi=.
+    `reuse`: which slot running the release may be used as it is: `any`; `spare`, only the one
+    nginx does not use (the way back of a restart, whose live slot runs the same release);
+    `none`, a fresh start in the spare slot (a restart: the app reads its environment anew)."""
+    if reuse not in REUSE:
+        raise ValueError(f"reuse: one of {REUSE}")
     m = manager(p)
     link = f"../releases/{release}"
     running = " || ".join(
-        f'{{ [ "$(readlink {q(p.slot(s))} 2>/dev/null)" = {q(link)} ] && {m.is_active(s)}'
-        f" && slot={s}; }}" for s in m.slots)
+        ('' if reuse == "any" else f'{{ [ "$live" != {s} ] && ')
+        + f'{{ [ "$(readlink {q(p.slot(s))} 2>/dev/null)" = {q(link)} ] && {m.is_active(s)}'
+        f" && slot={s}; }}" + ('' if reuse == "any" else "; }") for s in m.slots)
     ini = p.config(release, "uwsgi.ini")
     no_start = not_started(p, release)
     socket_up = as_app("test", "-S", Raw(q(p.run_dir) + '"/uwsgi-$slot.sock"'))
     return script([
         f"if ! grep -q WSGISHIP_SLOT {q(ini)}; then echo {q(OLD_RELEASE.format(release=release))}"
         " >&2; exit 1; fi",
-        f"if {running}; then echo slot=$slot; echo uwsgi=running; exit 0; fi",
         f"live={live_slot(p)}",
+        f"if {running}; then echo slot=$slot; echo uwsgi=running; exit 0; fi"
+        if reuse != "none" else "",
         'slot=a; [ "$live" = a ] && slot=b',
         # what a failed deploy or an ended watch window left there
         *(f'if [ $slot = {s} ] && {m.is_active(s)}; then {m.stop(s)}; fi' for s in m.slots),

@@ -50,17 +50,18 @@ def as_login(r: Remote, body: str) -> str:
 
 
 def forward_steps(s: Session, release: str, leaving_failed: bool = False,
-                  watch: bool = False) -> list[jobs.JobStep]:
+                  watch: bool = False, reuse: str = "any") -> list[jobs.JobStep]:
     """Start a release in its own uWSGI beside the live one, check it on its own socket, switch
     `current` and nginx's socket link to it, check it through nginx, stop the other uWSGI.
     `leaving_failed`: the other one failed (it may hang): its workers are killed. `watch`
-    (health.watch): the previous one stays warm while the new one's 5xx rate is watched."""
+    (health.watch): the previous one stays warm while the new one's 5xx rate is watched.
+    `reuse`: which running slot may serve as it is (services.start_slot)."""
     p, r, app, h = s.paths, s.remote, s.app, s.app.health
     host, step = health_host(app), jobs.JobStep
     slot_socket = Raw(q(p.run_dir) + '"/uwsgi-$WSGISHIP_SLOT.sock"')
     return [
         step("start", "start uWSGI",
-             r.job_body(services.start_slot(p, release), priv=True, app_user=s.app_user),
+             r.job_body(services.start_slot(p, release, reuse), priv=True, app_user=s.app_user),
              timeout=h.timeout + 150),
         step("check", "check the new uWSGI",
              r.job_body(health.slot_check(slot_socket, app.http_port, host, h.path, h.status,
@@ -87,11 +88,14 @@ def forward_steps(s: Session, release: str, leaving_failed: bool = False,
 
 def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
                 back: bool = True, why: str = "", unswitched: bool = True,
-                leaving_failed: bool = False, watch: bool = False) -> jobs.Job:
+                leaving_failed: bool = False, watch: bool = False,
+                restart: bool = False) -> jobs.Job:
     """The job that publishes `release` and, when it fails and `back`, publishes `previous`
     again. `mark`: the release is pending: the job marks it ok, or failed ("<why><reason>").
     `unswitched`: a failure before the switch only stops the new release's uWSGI (not for a
-    release that is live already: its way back is the whole way)."""
+    release that is live already: its way back is the whole way). `restart`: `release` is the
+    live one (previous too), started afresh in the spare slot (so it reads its environment
+    anew); the way back is to the slot that ran it."""
     p, r = s.paths, s.remote
     failed = [jobs.JobStep("applog", "read the app log",
                            r.job_body(services.error_log_tail(p, 12), app_user=s.app_user),
@@ -107,10 +111,12 @@ def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
             rel.mark_failed(p, release, Raw(q(why) + '"$WSGISHIP_REASON"'))), optional=True))
     return jobs.Job(
         # a first deploy has nothing to keep warm: no watch window
-        forward=forward_steps(s, release, leaving_failed, watch and bool(previous)),
+        forward=forward_steps(s, release, leaving_failed, watch and bool(previous),
+                              reuse="none" if restart else "any"),
         ok=[jobs.JobStep("mark", "mark ok", r.job_body(rel.mark_ok(p, release)))] if mark else [],
         failed=failed,
-        back=forward_steps(s, previous, leaving_failed=True) if back and previous else [],
+        back=forward_steps(s, previous, leaving_failed=True, reuse="spare" if restart else "any")
+        if back and previous else [],
         back_to=previous if back else "",
         unswitched=[jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
             services.retire(p, kill=True), priv=True, app_user=s.app_user))] if unswitched else [])
@@ -214,7 +220,11 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
                 s.out.line(f"test pause after {event['pause']}")
             elif "back" in event:
                 shown = event["back"]
-                if event.get("way") == "unswitched":
+                if event.get("way") == "unswitched" and shown == release:
+                    s.out.line(f"the new uWSGI of {release} failed before the switch and never "
+                               f"served a request ({failure.get('reason', '?')}); the one that "
+                               f"ran keeps serving")
+                elif event.get("way") == "unswitched":
                     s.out.line(f"release {release} failed before the switch and never served a "
                                f"request ({failure.get('reason', '?')}); {shown} keeps serving")
                 elif back_line:

@@ -167,7 +167,9 @@ class Remote:
             return "" if app_user == "root" else f"runuser -u {q(app_user)} --"
         return "" if app_user == self.user else f"sudo -n -u {q(app_user)} --"
 
-    def _with_prefixes(self, body: str, priv: bool, app_user: str | None, as_root: bool) -> str:
+    def prefixed(self, body: str, priv: bool, app_user: str | None, as_root: bool) -> str:
+        """The script with its $SUDO and $AS_APP set (see run), for a script run as root
+        (`as_root`) or as the login user."""
         if app_user is not None:
             body = f"AS_APP={q(self.as_app_prefix(app_user, as_root))}\n" + body
         if priv:
@@ -188,7 +190,7 @@ class Remote:
     def job_body(self, body: str, *, priv: bool = False, app_user: str | None = None) -> str:
         """A script as a step of a job runs it: as `run` would (its $SUDO, $AS_APP); one that
         is neither privileged nor the app's runs as the login user, even in a job run as root."""
-        body = self._with_prefixes(body, priv, app_user, self.jobs_as_root)
+        body = self.prefixed(body, priv, app_user, self.jobs_as_root)
         if self.as_login and not priv and app_user is None:
             body = f"exec {self.as_login} bash -c {q(body)}\n"
         return body
@@ -202,7 +204,7 @@ class Remote:
         # under the one sudo Fabric answers, and switches to the app with runuser
         as_other = app_user is not None and app_user != self.user
         via_sudo = ((priv or as_other) and self.whole_script_sudo) or (root and self.user != "root")
-        command = bash(self._with_prefixes(body, priv, app_user, self.user == "root" or via_sudo))
+        command = bash(self.prefixed(body, priv, app_user, self.user == "root" or via_sudo))
         opts = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
         try:
             if via_sudo:
@@ -240,6 +242,15 @@ class Remote:
         return self.error(f"{what or 'remote command'} failed (exit {result.code}){full}",
                           result.output)
 
+    def feed(self, body: str, data: bytes, *, priv: bool = False, app_user: str | None = None,
+             what: str = "", timeout: float = 120) -> Result:
+        """Run a script as `run` does ($SUDO, $AS_APP), with `data` on its stdin: secrets that
+        must never be on a command line (`ps` on the server shows those). With a sudo password
+        the whole script runs under one `sudo -S`, the password sent first (stream.fed)."""
+        code, out, err = fed(self, body, data, priv=priv, app_user=app_user, what=what,
+                             timeout=timeout)
+        return Result(code, out, err)
+
     def put(self, data: bytes, remote_path: str, what: str = "upload") -> None:
         """Upload bytes to an absolute remote path."""
         try:
@@ -267,7 +278,7 @@ def local_identity() -> str:
 
 
 from .attached import run_attached  # noqa: E402
-from .stream import Stream, check_alive, sudo_refusal  # noqa: E402
+from .stream import Stream, check_alive, fed, sudo_refusal  # noqa: E402
 
 __all__ = ["Remote", "Result", "Stream", "check_alive", "local_identity", "run_attached",
            "sudo_refusal"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import select
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import paramiko
 
-from ..errors import WsgishipError
+from ..errors import RemoteError, WsgishipError
 from ..shell import bash, sudo_bash
 
 if TYPE_CHECKING:
@@ -136,3 +138,41 @@ def sudo_refusal(remote: Remote, err: Sequence[str], doing: str) -> WsgishipErro
     return None
 
 
+
+
+# What a fed script reads up to before its data: sudo's password, when one is sent, comes
+# first; a sudo that did not ask for it (cached) leaves that line to be skipped here.
+FEED_MARK = "--wsgiship-data--"
+_SKIP = f'while IFS= read -r _l; do [ "$_l" = {FEED_MARK} ] && break; done\n'
+
+
+def fed(remote: Remote, body: str, data: bytes, *, priv: bool, app_user: str | None,
+        what: str, timeout: float) -> tuple[int, str, str]:
+    """Remote.feed's work: (exit code, stdout, stderr)."""
+    as_other = app_user is not None and app_user != remote.user
+    whole = (priv or as_other) and remote.whole_script_sudo
+    text = remote.prefixed(body, priv, app_user, remote.user == "root" or whole)
+    stream = Stream(remote, _SKIP + text, priv=whole, keep_stdin=True)
+    out: list[str] = []
+    err: list[str] = []
+    try:
+        try:
+            stream.chan.sendall(FEED_MARK.encode() + b"\n" + data)
+            stream.chan.shutdown_write()
+        except OSError:
+            pass  # it ended without reading it all: its exit code says why
+        deadline = time.monotonic() + timeout
+        while not stream.done:
+            if time.monotonic() > deadline:
+                raise remote.error(f"{what or 'remote command'} timed out", kind=RemoteError)
+            select.select([stream], [], [], 0.5)
+            o, e = stream.pump()
+            out += o
+            err += e
+        o, e = stream.pump()
+        code = stream.exit_code()
+    except (EOFError, paramiko.SSHException) as exc:
+        raise remote.lost(f"during {what or 'a command'}: {exc}") from None
+    finally:
+        stream.close()
+    return code, "".join(x + "\n" for x in out + o), "".join(x + "\n" for x in err + e)

@@ -8,7 +8,7 @@ from typing import Any
 from fabric import task
 from invoke import Exit
 
-from wsgiship import hosts
+from wsgiship import envvars, hosts
 from wsgiship.errors import WsgishipError
 from wsgiship.exec import run_exec
 from wsgiship.hosts import Target
@@ -41,10 +41,15 @@ def _take_command() -> list[str]:
 COMMAND = _take_command()
 
 
-@task(name="exec")
+@task(name="exec", auto_shortflags=False, iterable=["env"], help={
+    "env": "KEY=VALUE: a variable for the command, over the app's own (repeatable); KEY alone "
+           "takes your local value. Nothing else of your local environment is passed",
+})
 @clean_exit
-def exec_(c: Any) -> None:
-    """Run a command in the current release, as the app's user, with its venv and env: -- CMD."""
+def exec_(c: Any, env: list[str] | None = None) -> None:
+    """Run a command in the current release, as the app's user, with its venv and env: -- CMD.
+    Your local environment is not passed: give a variable with --env KEY=VALUE (or --env KEY)."""
+    given = envvars.assignments(env or [], "--env")
     if not COMMAND:
         raise WsgishipError("nothing to run: fab exec -H HOST -- COMMAND [ARGS...]")
     targets = serve_once(c, "exec")
@@ -56,7 +61,7 @@ def exec_(c: Any) -> None:
 
     def one(t: Target) -> int:
         out = PrefixedOut(t.label, printer) if len(targets) > 1 else None
-        return run_exec(t, COMMAND, interactive, out)
+        return run_exec(t, COMMAND, interactive, out, given)
 
     outcomes = hosts.serial(targets, one, stop=lambda o: not o.ok or o.value != 0)
     hosts.finish(outcomes, printer, "not run on")

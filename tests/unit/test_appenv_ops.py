@@ -221,3 +221,14 @@ def test_a_remote_error_keeps_no_stdout(remote) -> None:
     with pytest.raises(RemoteError) as err:
         shared._written(remote(), Result(2, SECRET, "boom\n"), "x", "web")
     assert "boom" in str(err.value) and SECRET not in str(err.value)
+
+
+def test_a_put_file_says_what_releases_see_of_it() -> None:
+    app = App(name="shop", source=Path("."), wsgi="shop:app", shared_files=(".env",),
+              shared_dirs=("instance",))
+    where = shared._where_releases_see  # noqa: SLF001
+    assert where(".env", app, "/srv/shop/shared", "web1").startswith(": releases link .env to it")
+    assert where("instance/config.py", app, "/srv/shop/shared", "web1").startswith(
+        ": every release sees it as instance/config.py (a shared dir)")
+    assert "no release links to it" in where("gcp.json", app, "/srv/shop/shared", "web1")
+    assert "no release links to it" in where("instancex/a", app, "/srv/shop/shared", "web1")

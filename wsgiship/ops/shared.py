@@ -212,8 +212,14 @@ def put_file(remote: Remote, app: App, out: Reporter, local: Path, name: str) ->
                          + (" (new)" if created else ""))
     finally:
         remote.close()
-    linked = name in app.shared_files
-    return (f"put shared/{name}" + (f": releases link {name} to it; the next deploy (or fab env "
-                                   f"-H {remote.label} --apply) loads it" if linked else
-                                   f" ({p.shared}/{name}; not in app.shared_files, so no "
-                                   f"release links to it)"))
+    return f"put shared/{name}" + _where_releases_see(name, app, p.shared, remote.label)
+
+
+def _where_releases_see(name: str, app: App, shared: str, label: str) -> str:
+    """What the put file is to a release: a shared file, a file in a shared dir, or neither."""
+    apply = f"the next deploy (or fab env -H {label} --apply) loads it"
+    if name in app.shared_files:
+        return f": releases link {name} to it; {apply}"
+    if any(name.startswith(d.rstrip("/") + "/") for d in app.shared_dirs):
+        return f": every release sees it as {name} (a shared dir); {apply}"
+    return f" ({shared}/{name}; neither in app.shared_files nor in a shared dir: no release links to it)"

@@ -68,8 +68,10 @@ def env(c: Any, set_: list[str] | None = None, unset: list[str] | None = None,
 })
 @clean_exit
 def put(c: Any, local: str = "", remote: str = "") -> None:
-    """Upload a file into the app's shared directory (mode 600, the app's): --local F
-    --remote shared/NAME. Its content is never shown."""
+    """Upload a file into the app's shared directory, mode 600, the app's (content never shown).
+
+    fab put -H HOST --local FILE --remote shared/NAME
+    """
     if not local or not remote:
         raise WsgishipError("fab put -H HOST --local FILE --remote shared/NAME")
     path = Path(local).expanduser()

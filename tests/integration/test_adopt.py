@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,13 +34,19 @@ def run(argv: list[str], cwd: Path, venv: Path, timeout: float = 900) -> str:
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's files, copied: setuptools' build/ in the work tree may hold files
+    removed since."""
+    copy = tmp_path_factory.mktemp("adopt-src") / "wsgiship"
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".testhost", "build", "dist", "*.egg-info", "__pycache__", ".git"))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def venv(src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel built from this repository, and Django (for django-admin)."""
     base = tmp_path_factory.mktemp("adopt")
-    # built from a copy: setuptools' build/ in the work tree may hold files removed since
-    src = base / "src"
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", ".testhost", "build", "dist", "*.egg-info", "__pycache__", ".git"))
     wheels = base / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
                     str(src)], check=True, capture_output=True, timeout=600)
@@ -59,6 +66,24 @@ def test_the_wheel_holds_the_package_and_no_top_level_tasks(venv: Path) -> None:
     assert out.startswith("None ['nginx.conf.j2'"), out
     assert str(ROOT) not in run([str(venv / "bin/python"), "-c",
                                  "import wsgiship; print(wsgiship.__file__)"], Path("/"), venv)
+
+
+def test_the_sdist_builds_the_same_package(src: Path, tmp_path: Path) -> None:
+    build = ("import sys; from setuptools import build_meta as b; "
+             "print(b.build_sdist(sys.argv[1]))")
+    subprocess.run([sys.executable, "-c", build, str(tmp_path / "sdist")], cwd=src, check=True,
+                   capture_output=True, timeout=300)
+    sdist = next((tmp_path / "sdist").glob("wsgiship-*.tar.gz"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                    str(tmp_path / "w"), str(sdist)], check=True, capture_output=True, timeout=600)
+    with zipfile.ZipFile(next((tmp_path / "w").glob("wsgiship-*.whl"))) as whl:
+        names = whl.namelist()
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "wsgiship = wsgiship.cli:main" in whl.read(entry_points).decode()
+    assert {n for n in names if n.startswith("wsgiship/templates/")} == {
+        f"wsgiship/templates/{n}" for n in ("nginx.conf.j2", "supervisor.conf.j2",
+                                            "systemd.service.j2", "uwsgi.ini.j2", "wsgi.py.j2")}
+    assert not [n for n in names if n.startswith("tasks/")]
 
 
 def point_at(app_dir: Path, host: th.TestHost, **app: object) -> tuple[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,12 @@ sys.path.insert(0, str(ROOT))
 import testhost as th  # noqa: E402
 
 FAB = str(Path(sys.executable).parent / "fab")
+
+# A suite started in the background of a non-interactive shell (`make test &`, nohup) inherits an
+# ignored SIGINT, and so would every fab it starts: the Ctrl-C tests would send nothing. A
+# handler of our own is reset to the default when a child execs.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -55,8 +55,14 @@ def step_script(host: Host, app_user: str) -> str:
 
 
 def _extras(facts: dict[str, str]) -> list[str]:
-    out = [facts["did"]] if facts.get("did") else []
-    return out + (["HTTPS site installed"] if facts.get("site") == "1" else [])
+    out = ["HTTPS site installed"] if facts.get("site") == "1" else []
+    return out + ([facts["did"]] if facts.get("did") else [])
+
+
+def _shown(held: str, server_name: str) -> str:
+    """The certificate's names, in server_name's order when they are server_name's."""
+    names = tlsconf.names(server_name)
+    return ", ".join(names if sorted(names) == sorted(held.split()) else held.split())
 
 
 def _days_left(until: datetime) -> str:
@@ -85,7 +91,7 @@ def run_step(remote: Remote, host: Host, body: str) -> tuple[bool, str]:
         res = remote.run(body, root=True, check=False, what="setup: tls", timeout=900)
         _check(remote, res, app)
         facts = res.facts()
-        names = ", ".join(facts.get("names", "").split())
+        names = _shown(facts.get("names", ""), app.server_name)
         line = f"certificate for {names} from {tls.acme_server}, valid until {facts.get('until')}"
         changed = facts.get("action") in ("obtained", "renewed")
         if not changed:

@@ -308,3 +308,28 @@ def test_own_certificate_refused_by_nginx_puts_everything_back(p, env, fakebin, 
     assert stat.S_IMODE((d / "privkey.pem").stat().st_mode) == 0o600
     assert site.read_text() == BEFORE
     assert "systemctl reload nginx" not in calls(fakebin)
+
+
+# --- a deploy's nginx -t before the certificate is there ---
+
+
+@pytest.mark.parametrize("complaint, hint", [
+    ("No such file or directory", True),   # fab setup has not put it there yet
+    ("Permission denied", False),          # root's key: the root nginx -t after the switch judges
+])
+def test_a_deploy_before_the_certificate_says_run_fab_setup(deploy: Path, fakebin: Path, sh,
+                                                            complaint: str, hint: bool) -> None:
+    from fakes import NAME, paths
+    from test_checks import nginx_release
+
+    from wsgiship.commands import checks
+
+    nginx_release(deploy, FULL)
+    out = ('nginx: [emerg] cannot load certificate "/etc/wsgiship/tls/app/fullchain.pem":'
+           f" BIO_new_file() failed (SSL: error:80000002:system library::{complaint}:calling"
+           " fopen(/etc/wsgiship/tls/app/fullchain.pem, r))")
+    res = sh(checks.nginx_check(paths(deploy), NAME), env=fake_env(fakebin, NGINX_RC="1",
+                                                                   NGINX_OUT=out))
+    assert res.returncode == (1 if hint else 0)
+    assert ("the site's certificate is not on this server yet: run fab setup (it obtains or"
+            " uploads it)" in res.stdout) is hint

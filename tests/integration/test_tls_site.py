@@ -67,7 +67,8 @@ def test_own_certificate_setup_deploy_https_redirect_and_a_new_certificate(host:
     got = steps(out)
     assert got["site"] == "waits for the certificate (the tls step installs the site)", out
     assert re.fullmatch(r"changed: certificate for localhost \(your own: .*site\.pem\), valid until "
-                        r"\d{4}-\d\d-\d\d; .*HTTPS site installed", got["tls"]), out
+                        r"\d{4}-\d\d-\d\d; HTTPS site installed; .*/etc/wsgiship/tls/" + p.name,
+                        got["tls"]), out
     assert "PRIVATE KEY" not in out and key.read_text().splitlines()[1] not in out
     # the key is root's alone; nobody else can read it
     d = f"/etc/wsgiship/tls/{p.name}"

@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 
+from . import tls as tlsconf
 from .errors import ConfigError
-from .schema import APP_FIELDS, HEALTH_FIELDS, HOOK_POINTS, HOST_FIELDS, NAME_RE, Bad, Hook, show
+from .schema import APP_FIELDS, HEALTH_FIELDS, HOOK_POINTS, HOST_FIELDS, NAME_RE, TLS_FIELDS, Bad, Hook, show
+from .tls import Tls
 
-__all__ = ["HOOK_POINTS", "App", "Health", "Hook", "Host", "Inventory", "load"]
+__all__ = ["HOOK_POINTS", "App", "Health", "Hook", "Host", "Inventory", "Tls", "load"]
 
 HOSTS_ENV = "WSGISHIP_HOSTS"
 
@@ -44,6 +46,9 @@ class App:
     python: str = "python3"
     server_name: str = "_"
     http_port: int = 80
+    https_port: int = 443
+    # HTTPS: a certificate from an ACME server (tls.email) or your own (tls.certificate/key)
+    tls: Tls | None = None
     processes: int = 2
     threads: int = 1
     static: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -174,6 +179,11 @@ def _build_health(path: Path, where: str, value: Mapping[str, Any]) -> Health:
     return Health(**_clean(path, where + "health.", value, HEALTH_FIELDS))
 
 
+def _build_tls(path: Path, where: str, value: Mapping[str, Any]) -> Tls:
+    origin = f"{_display(path)}: {where}"
+    return tlsconf.build(_clean(path, where + "tls.", value, TLS_FIELDS), path.parent, origin)
+
+
 def _looks_like_real_host(name: str) -> bool:
     host = name.rsplit("@", 1)[-1]
     return "." in host or ":" in host or host == "localhost"
@@ -182,7 +192,9 @@ def _looks_like_real_host(name: str) -> bool:
 def _build_app(inv: Inventory, overrides: Mapping[str, Any], where: str) -> App:
     merged: dict[str, Any] = dict(inv.app)
     for key, value in overrides.items():
-        if isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
+        if key == "tls" and isinstance(value, Mapping):
+            value = tlsconf.merge(merged.get(key), value)
+        elif isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
             value = MappingProxyType({**merged[key], **value})  # mappings merge one level
         merged[key] = value
     for required in ("name", "wsgi"):
@@ -199,9 +211,21 @@ def _build_app(inv: Inventory, overrides: Mapping[str, Any], where: str) -> App:
                 f"{_display(inv.path)}: app.templates: directory {merged['templates']} not found"
             )
     merged.setdefault("deploy_to", f"/srv/{merged['name']}")
+    if "tls" in merged:
+        merged["tls"] = _app_tls(inv.path, merged, overrides, where)
     merged["shared_files"] = tuple(merged.get("shared_files", ()))
     merged["shared_dirs"] = tuple(merged.get("shared_dirs", ()))
     return App(**merged)
+
+
+def _app_tls(path: Path, merged: Mapping[str, Any], overrides: Mapping[str, Any],
+             where: str) -> Tls:
+    """The app's Tls, checked against its names and ports (errors name where each came from)."""
+    tls = _build_tls(path, where if "tls" in overrides else "app.", merged["tls"])
+    ports = where if {"http_port", "https_port"} & set(overrides) else "app."
+    tlsconf.check_app(tls, merged.get("server_name", "_"), merged.get("http_port", 80),
+                      merged.get("https_port", 443), f"{_display(path)}: {ports}")
+    return tls
 
 
 def _build_host(inv: Inventory, alias: str, raw: Mapping[str, Any]) -> Host:
@@ -255,6 +279,8 @@ def load(path: Path | None = None) -> Inventory:
     app = _clean(path, "app.", app_raw, APP_FIELDS)
     if "health" in app:
         _build_health(path, "app.", app["health"])
+    if "tls" in app:
+        _build_tls(path, "app.", app["tls"])
     hosts_raw = data.get("hosts")
     hosts_raw = {} if hosts_raw is None else hosts_raw
     if not isinstance(hosts_raw, dict):

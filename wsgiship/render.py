@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 
 from . import managers
+from . import tls as tlsconf
 from .config import App
 from .envvars import env_text
 from .errors import ConfigError
@@ -56,8 +57,33 @@ def _template_location(exc: BaseException) -> str:
     return where
 
 
-def render(app: App, release: str, app_user: str, revision: str) -> dict[str, str]:
-    """Every config file of a release, as {path inside the release: text}."""
+def tls_context(app: App, https: bool = True) -> dict[str, Any] | None:
+    """The site's HTTPS, for the nginx template (`tls`; None without app.tls): where nginx finds
+    the certificate (from the app's name and the kind), the ACME webroot, the redirect and HSTS.
+    `https` false: the site before its certificate exists (fab setup's first step of an ACME
+    certificate): HTTP only, serving the app and the challenges, no redirect."""
+    tls = app.tls
+    if tls is None:
+        return None
+    certificate, key = tlsconf.files(app.name, tls.kind)
+    return {
+        "kind": tls.kind,
+        "https": https,
+        "https_port": app.https_port,
+        "port_suffix": "" if app.https_port == 443 else f":{app.https_port}",
+        "certificate": certificate,
+        "key": key,
+        "webroot": tlsconf.webroot(app.name) if tls.kind == "acme" else "",
+        "redirect": tls.redirect,
+        "hsts": tls.hsts,
+        "session_cache": f"wsgiship_{app.name}",
+    }
+
+
+def render(app: App, release: str, app_user: str, revision: str,
+           https: bool = True) -> dict[str, str]:
+    """Every config file of a release, as {path inside the release: text} (`https`: see
+    tls_context)."""
     paths = paths_for(app)
     context = {
         "app": app,
@@ -76,6 +102,7 @@ def render(app: App, release: str, app_user: str, revision: str) -> dict[str, st
         "app_group": "www-data",
         "service": paths.service,
         "uwsgi_options": _uwsgi_options(app),
+        "tls": tls_context(app, https),
     }
     env = environment(app)
     out = {}

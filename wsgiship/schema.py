@@ -23,6 +23,7 @@ USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
 # in the order they run: first_deploy only on a host with no current release
 HOOK_POINTS = ("first_deploy", "before_switch", "after_switch")
 INSTALL_MODES = ("requirements", "project")
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,25 @@ def _env(value: Any) -> Mapping[str, str]:
     return MappingProxyType(out)
 
 
+def _tls(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Bad("a mapping with email (a certificate from Let's Encrypt), or certificate and "
+                  "key (your own)")
+    return value  # checked key by key in config (tls.build)
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or not EMAIL_RE.fullmatch(value):
+        raise Bad("an email address such as ops@example.com (the ACME account's)")
+    return value
+
+
+def _https_url(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https://[\w.:/~%+=&?@-]+", value):
+        raise Bad("an ACME directory URL starting with https://")
+    return value
+
+
 def _health(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Bad("a mapping with path, status and timeout")
@@ -245,6 +265,8 @@ APP_FIELDS: dict[str, Callable[[Any], Any]] = {
     "python": _match(re.compile(r"^[\w./+-]+$"), "a python command such as python3 or python3.11"),
     "server_name": _match(re.compile(r"^[\w.*_ -]+$"), "nginx server names such as example.com"),
     "http_port": _int_in(1, 65535),
+    "https_port": _int_in(1, 65535),
+    "tls": _tls,
     "processes": _int_in(1, 512),
     "threads": _int_in(1, 512),
     "static": _static,
@@ -273,6 +295,14 @@ HEALTH_FIELDS: dict[str, Callable[[Any], Any]] = {
     "timeout": _int_in(1, 3600),
     "watch": _int_in(0, 3600),
     "max_5xx_percent": _number_in(0, 100),
+}
+TLS_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "email": _email,
+    "acme_server": _https_url,
+    "certificate": _str,
+    "key": _str,
+    "redirect": _bool,
+    "hsts": _int_in(0, 5 * 365 * 24 * 3600),
 }
 HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
     "host": _match(re.compile(r"^[\w.:-]+$"), "a host name or IP address"),

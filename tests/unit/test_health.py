@@ -327,7 +327,8 @@ def test_slot_check_asks_the_slot_as_nginx_would(uwsgi_dir: Path, uwsgi_server, 
                    "PATH_INFO": "/healthz", "QUERY_STRING": "x=1", "SERVER_PROTOCOL": "HTTP/1.1",
                    "SERVER_NAME": "shop.example.com", "SERVER_PORT": "8080",
                    "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "shop.example.com",
-                   "HTTP_USER_AGENT": "wsgiship-health", "wsgi.url_scheme": "http"}
+                   "HTTP_USER_AGENT": "wsgiship-health", "REQUEST_SCHEME": "http",
+                   "wsgi.url_scheme": "http"}
     assert [c.split()[:2] for c in as_app_calls(fakebin)] == [["python3", "-c"]]
 
 

@@ -32,7 +32,11 @@ def nginx_check(p: Paths, release: str) -> str:
         # only "Permission denied" complaints: the root nginx -t after the switch will judge
         '  emerg=$(printf "%s\\n" "$out" | grep "\\[emerg\\]" || true)',
         '  if [ -z "$emerg" ] || printf "%s\\n" "$emerg" | grep -qv "Permission denied"; then',
-        '    printf "%s\\n" "${out//"$T/site.conf"/"$SITE"}"; exit 1; fi',
+        '    printf "%s\\n" "${out//"$T/site.conf"/"$SITE"}"',
+        # an HTTPS site before fab setup put its certificate on the server
+        '    case "$emerg" in *"cannot load certificate"*"No such file"*) echo "the site\'s'
+        " certificate is not on this server yet: run fab setup (it obtains or uploads it)\"; esac",
+        "    exit 1; fi",
         "fi",
     ])
 

@@ -9,12 +9,29 @@ from ..privilege import as_app
 from ..shell import Raw, q, script
 
 HEALTH_PROBE = r'''
-import http.client, socket, sys, time
-port, host, path, want, release, timeout = sys.argv[1:7]
+import http.client, socket, ssl, sys, time
+port, host, path, want, release, timeout, extra = (sys.argv[1:8] + [""])[:7]
 start = time.monotonic()
 deadline, wrong_since, hung = start + float(timeout), None, 0
-where = (f"http://{host}:{sys.argv[7]}{path} on the new uWSGI's own socket (before the switch)"
-         if port.startswith("unix:") else f"http://{host}:{port}{path}")
+# unix:SOCKET (extra: the site's port, https:PORT for an HTTPS site), https:PORT (extra: a CA
+# file trusted besides the system's), or the HTTP port
+if port.startswith("unix:"):
+    scheme, site_port = ("https", extra[6:]) if extra.startswith("https:") else ("http", extra)
+    where = f"{scheme}://{host}:{site_port}{path} on the new uWSGI's own socket (before the switch)"
+else:
+    scheme, site_port = ("https", port[6:]) if port.startswith("https:") else ("http", port)
+    where = f"{scheme}://{host}:{site_port}{path}"
+
+class Https(http.client.HTTPConnection):
+    """nginx on this machine as a browser reaches the site: SNI and the certificate's check for
+    the site's name, against the system's trust store (and the uploaded chain, if any)."""
+    def connect(self):
+        super().connect()
+        ctx = ssl.create_default_context()
+        if extra:
+            ctx.load_verify_locations(cafile=extra)
+            ctx.verify_flags |= getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
 
 class Uwsgi(http.client.HTTPConnection):
     """A request to a uWSGI socket as nginx makes it: the uwsgi packet of CGI vars; the answer
@@ -32,7 +49,10 @@ class Uwsgi(http.client.HTTPConnection):
         env = {"REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": script,
                "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": host,
                "SERVER_PORT": server_port, "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": host,
-               "HTTP_USER_AGENT": "wsgiship-health", "wsgi.url_scheme": "http"}
+               "HTTP_USER_AGENT": "wsgiship-health", "REQUEST_SCHEME": scheme,
+               "wsgi.url_scheme": scheme}
+        if scheme == "https":  # as nginx's uwsgi_params say it: the app sees wsgi.url_scheme https
+            env["HTTPS"] = "on"
         body = b"".join(len(k.encode()).to_bytes(2, "little") + k.encode()
                         + len(v.encode()).to_bytes(2, "little") + v.encode()
                         for k, v in env.items())
@@ -43,7 +63,11 @@ class Uwsgi(http.client.HTTPConnection):
 
 def hint(status, seen, body):
     """What a wrong answer most likely means, when the app itself gave it (its release header,
-    or none and no nginx page)."""
+    or none and no nginx page); or why the HTTPS connection failed."""
+    if status is None and body.startswith("SSLCertVerificationError"):
+        return (f": the certificate nginx serves for {host} does not verify against this"
+                f" server's trust store{' and the uploaded chain' if extra else ''} (a test ACME"
+                f" server's root must be added to it: update-ca-certificates)")
     if seen not in (release, None) or (seen is None and "<center>nginx</center>" in body):
         return ""
     if status == 404 != int(want):
@@ -61,9 +85,10 @@ while True:
     try:
         if port.startswith("unix:"):
             conn = Uwsgi(port[5:])
-            resp = conn.ask(path, host, sys.argv[7])
+            resp = conn.ask(path, host, site_port)
         else:
-            conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=5)
+            kind = Https if scheme == "https" else http.client.HTTPConnection
+            conn = kind("127.0.0.1", int(site_port), timeout=5)
             conn.request("GET", path, headers={"Host": host, "User-Agent": "wsgiship-health"})
             resp = conn.getresponse()
         status, seen = resp.status, resp.getheader("X-Wsgiship-Release")
@@ -84,7 +109,9 @@ while True:
         print(f"status={status}")
         sys.exit(0)
     # the new release answering a wrong status for 5 s is an answer; no need to wait longer
-    wrong_since = (wrong_since or time.monotonic()) if (new and status) else None
+    # (and so is a certificate that does not verify)
+    settled = (new and status) or body.startswith("SSLCertVerificationError")
+    wrong_since = (wrong_since or time.monotonic()) if settled else None
     now = time.monotonic()
     if now > deadline or (wrong_since and now - wrong_since > 5) or hung >= 2:
         answer = "no answer" if status is None else f"answered {status}"
@@ -102,22 +129,28 @@ while True:
 '''
 
 
-def health_check(port: int, host: str, path: str, status: int, release: str, timeout: int) -> str:
-    """Poll the site through nginx on the server until the new release answers `status`."""
+def health_check(port: int, host: str, path: str, status: int, release: str, timeout: int,
+                 https: bool = False, ca_file: str = "") -> str:
+    """Poll the site through nginx on the server until the new release answers `status`; over
+    HTTPS (`https`): to 127.0.0.1:port with SNI `host`, the certificate verified for it against
+    the system's trust store, plus `ca_file` (your own certificate's chain) when given."""
+    target = f"https:{port}" if https else port
     return script([
-        " ".join(["python3", "-c", q(HEALTH_PROBE), q(port), q(host), q(path), q(status),
-                  q(release), q(timeout)])
+        " ".join(["python3", "-c", q(HEALTH_PROBE), q(target), q(host), q(path), q(status),
+                  q(release), q(timeout), *([q(ca_file)] if https and ca_file else [])])
     ])
 
 
 def slot_check(socket: Raw | str, http_port: int, host: str, path: str, status: int,
-               release: str, timeout: int) -> str:
+               release: str, timeout: int, https: bool = False) -> str:
     """Poll a uWSGI instance on its own socket (as nginx would ask it, with the site's Host and
-    port) until it answers `status` as `release`: no user request reaches it before. The socket
-    is the app user's: run with app_user."""
+    port, and HTTPS on for an HTTPS site: its https_port as `http_port`) until it answers
+    `status` as `release`: no user request reaches it before. The socket is the app user's: run
+    with app_user."""
     where = Raw('"unix:"' + q(socket))
+    site_port = f"https:{http_port}" if https else http_port
     return script([
-        f"{as_app('python3', '-c', HEALTH_PROBE, where, host, path, status, release, timeout, http_port)}",
+        f"{as_app('python3', '-c', HEALTH_PROBE, where, host, path, status, release, timeout, site_port)}",
     ])
 
 

@@ -133,11 +133,14 @@ def service(p: Paths, content: str) -> str:
     ])
 
 
-def site(p: Paths, content: str) -> str:
+def site(p: Paths, content: str, guard: str = "") -> str:
     """Install the app's nginx site as a root-owned file (nginx's master reads it as root),
-    enabled; `nginx -t` before it stays (else the old one is put back); nginx reloaded."""
+    enabled; `nginx -t` before it stays (else the old one is put back); nginx reloaded.
+    `guard`: script lines that end the step first when the site cannot be installed yet (an
+    HTTPS site before its certificate: the tls step installs it)."""
     a, e = p.nginx_available, p.nginx_enabled
     return script([
+        guard,
         'T=$(mktemp); B=$(mktemp); trap \'rm -f "$T" "$B"\' EXIT',
         f'printf %s {q(content)} > "$T"',
         f"A={q(a)}; E={q(e)}; did=()",

@@ -11,6 +11,7 @@ import select
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import tls as tlsconf
 from ..commands import health, nginx, services
 from ..commands import job as jobs
 from ..commands import release as rel
@@ -37,11 +38,22 @@ def health_host(app: App) -> str:
 
 
 def site_url(remote: Remote, app: App) -> str:
+    """The site's URL: https://name[:https_port]/ when TLS is on, else http://name[:port]/."""
     host = health_host(app)
     if host == "localhost":
         host = remote.conn.host
-    port = "" if app.http_port == 80 else f":{app.http_port}"
-    return f"http://{host}{port}/"
+    scheme, port, default = (("https", app.https_port, 443) if app.tls is not None
+                             else ("http", app.http_port, 80))
+    return f"{scheme}://{host}{'' if port == default else f':{port}'}/"
+
+
+def probes(app: App) -> tuple[int, bool, str]:
+    """How the health checks reach the site: (its port, whether over HTTPS, a CA file to trust
+    besides the system's: your own certificate's chain)."""
+    if app.tls is None:
+        return app.http_port, False, ""
+    ca_file = tlsconf.files(app.name, "own")[0] if app.tls.kind == "own" else ""
+    return app.https_port, True, ca_file
 
 
 def as_login(r: Remote, body: str) -> str:
@@ -58,14 +70,15 @@ def forward_steps(s: Session, release: str, leaving_failed: bool = False,
     `reuse`: which running slot may serve as it is (services.start_slot)."""
     p, r, app, h = s.paths, s.remote, s.app, s.app.health
     host, step = health_host(app), jobs.JobStep
+    port, https, ca_file = probes(app)
     slot_socket = Raw(q(p.run_dir) + '"/uwsgi-$WSGISHIP_SLOT.sock"')
     return [
         step("start", "start uWSGI",
              r.job_body(services.start_slot(p, release, reuse), priv=True, app_user=s.app_user),
              timeout=h.timeout + 150),
         step("check", "check the new uWSGI",
-             r.job_body(health.slot_check(slot_socket, app.http_port, host, h.path, h.status,
-                                          release, h.timeout), app_user=s.app_user),
+             r.job_body(health.slot_check(slot_socket, port, host, h.path, h.status,
+                                          release, h.timeout, https), app_user=s.app_user),
              timeout=h.timeout + 30, show=True),
         step("switch", "switch current",
              r.job_body(as_login(r, rel.switch(p, release)) + services.switch_traffic(p),
@@ -73,8 +86,8 @@ def forward_steps(s: Session, release: str, leaving_failed: bool = False,
         step("install", "install the site", r.job_body(services.install(p), priv=True)),
         step("nginx", "reload nginx", r.job_body(nginx.reload_nginx(p), priv=True)),
         step("health", "health check",
-             r.job_body(health.health_check(app.http_port, host, h.path, h.status,
-                                            release, h.timeout)),
+             r.job_body(health.health_check(port, host, h.path, h.status, release,
+                                            h.timeout, https, ca_file)),
              timeout=h.timeout + 30, show=True),
         *([step("watch", "watch the new release",
                 r.job_body(health.watch(p, release, services.slot_pid(p), h.watch,

@@ -15,6 +15,9 @@ from ..output import Reporter
 from ..remote import Remote
 from ..render import render
 from ..source import pins_uwsgi_sdist
+from .tls import packages as tls_packages
+from .tls import run_step as tls_step
+from .tls import site_guard, step_script
 
 
 def authorized_keys(host: Host) -> tuple[str, ...]:
@@ -39,7 +42,8 @@ def steps(host: Host) -> list[tuple[str, str]]:
     user = host.user or "root"
     p = paths_for(app)
     out = [("os", cmds.check_os()),
-           ("packages", cmds.packages(managers.get(app.service_manager).packages,
+           ("packages", cmds.packages((*managers.get(app.service_manager).packages,
+                                       *tls_packages(app)),
                                       compiler=app.needs_compiler
                                       or pins_uwsgi_sdist(app.source)))]
     if user != "root":
@@ -48,10 +52,12 @@ def steps(host: Host) -> list[tuple[str, str]]:
     out += [("layout", cmds.layout(p, user, app.runs_as(user), app.shared_dirs, app.shared_files)),
             *([("uv", venv.install_uv(p))] if app.installer != "pip" else []),
             ("service", cmds.service(p, configs[f"{CONFIG_DIR}/service"])),
-            ("site", cmds.site(p, configs[f"{CONFIG_DIR}/nginx.conf"]))]
+            ("site", cmds.site(p, configs[f"{CONFIG_DIR}/nginx.conf"], site_guard(app)))]
     if user != "root":
         out.append(("sudo rules", cmds.sudoers(p, user, app.runs_as(user))))
     out.append(("nginx", cmds.nginx(app.remove_default_site)))
+    if app.tls is not None:  # last: an ACME server's check needs nginx serving the site
+        out.append(("tls", step_script(host, app.runs_as(user))))
     return out
 
 
@@ -71,19 +77,21 @@ class Setup:
         try:
             for name, body in todo:
                 with self.out.step(name) as st:
-                    res = self.remote.run(body, root=True, check=False, what=f"setup: {name}",
-                                          timeout=900)
-                    if res.code == cmds.UNSUPPORTED_OS:
-                        raise self.remote.error(res.stderr.strip())
-                    if not res.ok:
-                        raise self.remote.error(f"setup step {name} failed (exit {res.code})",
-                                                res.output)
-                    facts = res.facts()
-                    if "changed" in facts:
-                        changed += 1
-                        st.detail = "changed: " + facts["changed"]
-                    else:
-                        st.detail = facts.get("note") or facts.get("os", "ok (already done)")
+                    did, st.detail = (tls_step(self.remote, self.host, body) if name == "tls"
+                                      else self.step(name, body))
+                    changed += did
         finally:
             self.remote.close()
         return changed
+
+    def step(self, name: str, body: str) -> tuple[bool, str]:
+        """Run one step's root script: (whether it changed something, its line)."""
+        res = self.remote.run(body, root=True, check=False, what=f"setup: {name}", timeout=900)
+        if res.code == cmds.UNSUPPORTED_OS:
+            raise self.remote.error(res.stderr.strip())
+        if not res.ok:
+            raise self.remote.error(f"setup step {name} failed (exit {res.code})", res.output)
+        facts = res.facts()
+        if "changed" in facts:
+            return True, "changed: " + facts["changed"]
+        return False, facts.get("note") or facts.get("os", "ok (already done)")

@@ -2,6 +2,12 @@
 
 Counts every request: status, transport errors, latency, and the response bodies in order, so a
 deploy under load can be judged (failed requests, worst latency, old -> new switch).
+
+Like a browser (RFC 9112 section 9.3.1), a GET sent on a reused keep-alive connection that the
+server closed before answering a single byte is sent again once on a new connection: nginx
+closes idle keep-alive connections when it reloads, and a request racing that close was never
+processed. Such retries are counted (`retried`), never hidden in `served`; any other error, or
+one on a new connection, is a failed request.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+# a reused connection closed before any byte of the answer: the request was never processed
+UNANSWERED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
 
 @dataclass
 class Sample:
@@ -19,6 +28,7 @@ class Sample:
     status: int | None     # None: connection error or timeout
     body: str
     release: str
+    retried: bool = False  # sent again after its reused connection closed unanswered
 
 
 @dataclass
@@ -50,10 +60,14 @@ class LoadResult:
                 seen.append(s.body)
         return seen
 
+    @property
+    def retried(self) -> int:
+        return sum(1 for s in self.samples if s.retried)
+
     def summary(self, since: float = 0.0, until: float = float("inf")) -> str:
         window = LoadResult([s for s in self.samples if since <= s.start <= until])
         return (f"requests {len(window.samples)}, served {window.served}, "
-                f"failed {len(window.failed)}, "
+                f"failed {len(window.failed)}, retried {window.retried}, "
                 f"p50 {self.percentile(50, since, until) * 1000:.1f} ms, "
                 f"p99 {self.percentile(99, since, until) * 1000:.1f} ms, "
                 f"max {self.max_latency(since, until) * 1000:.1f} ms")
@@ -79,23 +93,32 @@ class Load:
             with self._lock:
                 if len(self.result.samples) >= self.max_requests:
                     return
-            t0 = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                conn.request("GET", self.path, headers={"Host": self.host})
-                resp = conn.getresponse()
-                body = resp.read().decode("utf-8", "replace")
-                sample = Sample(t0, time.monotonic() - t0, resp.status, body,
-                                resp.getheader("X-Wsgiship-Release") or "")
-                if resp.getheader("Connection", "").lower() == "close":
-                    conn.close()
+            t0, retried = time.monotonic(), False
+            while True:
+                reused, answered = conn is not None, False
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                          timeout=self.timeout)
+                    conn.request("GET", self.path, headers={"Host": self.host})
+                    resp = conn.getresponse()
+                    answered = True
+                    body = resp.read().decode("utf-8", "replace")
+                    sample = Sample(t0, time.monotonic() - t0, resp.status, body,
+                                    resp.getheader("X-Wsgiship-Release") or "", retried)
+                    if resp.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException) as exc:
+                    if conn is not None:
+                        conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                sample = Sample(t0, time.monotonic() - t0, None, f"{type(exc).__name__}: {exc}", "")
-                if conn is not None:
-                    conn.close()
-                conn = None
+                    if reused and not (retried or answered) and isinstance(exc, UNANSWERED):
+                        retried = True
+                        continue
+                    sample = Sample(t0, time.monotonic() - t0, None,
+                                    f"{type(exc).__name__}: {exc}", "", retried)
+                break
             with self._lock:
                 self.result.samples.append(sample)
         if conn is not None:

@@ -62,10 +62,26 @@ def host(write_hosts: Callable[..., Path], tmp_path: Path) -> Callable[[str], Ho
     ("dep1", (K1, K2, K3)),   # every file, in order; comments and blank lines skipped
     ("dep2", (K3,)),
     ("dep3", (K1,)),          # no authorized_keys: the identity's .pub
-    ("dep4", ()),             # neither
+    ("dep4", ()),             # neither, and no default key in ~/.ssh
 ])
-def test_authorized_keys(host: Callable[[str], Host], alias: str, keys: tuple[str, ...]) -> None:
+def test_authorized_keys(host: Callable[[str], Host], alias: str, keys: tuple[str, ...],
+                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert authorized_keys(host(alias)) == keys
+
+
+def test_without_keys_set_the_deploy_user_gets_your_default_keys(
+        host: Callable[[str], Host], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as `wsgiship init --host deploy@web1` writes it: no identity, no authorized_keys; the login
+    # offers ~/.ssh's default identities, so those are what the deploy user must accept
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "id_rsa.pub").write_text(K2 + "\n")
+    (ssh / "id_ed25519.pub").write_text(K1 + "\n")
+    (ssh / "other.pub").write_text(K3 + "\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert authorized_keys(host("dep4")) == (K1, K2)
+    assert authorized_keys(host("dep3")) == (K1,)  # an identity set: only its key
 
 
 @pytest.mark.parametrize("alias", ["dep5", "root2"])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import managers
 from ..commands import setup as cmds
@@ -19,11 +20,16 @@ from .tls import packages as tls_packages
 from .tls import run_step as tls_step
 from .tls import site_guard, step_script
 
+# ssh's own default identities: what a login with no identity set offers (as ssh-copy-id takes)
+DEFAULT_PUBLIC_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+
 
 def authorized_keys(host: Host) -> tuple[str, ...]:
-    """The public keys the deploy user gets: authorized_keys files, else identity + .pub."""
+    """The public keys the deploy user gets: authorized_keys files, else identity + .pub, else
+    the default keys of ~/.ssh that exist (a login with no identity set offers those)."""
     files = host.authorized_keys or (
-        (host.identity.with_name(host.identity.name + ".pub"),) if host.identity else ())
+        (host.identity.with_name(host.identity.name + ".pub"),) if host.identity else
+        tuple(p for name in DEFAULT_PUBLIC_KEYS if (p := Path.home() / ".ssh" / name).is_file()))
     keys: list[str] = []
     for path in files:
         try:

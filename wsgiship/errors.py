@@ -74,6 +74,17 @@ class LockedError(WsgishipError):
     exit_code = 3
 
 
+class Interrupted(WsgishipError):
+    """Ctrl-C, seen by a host's worker at its next step (a fleet run: ops/fleet)."""
+
+    exit_code = 130
+
+
+class FleetStop(WsgishipError):
+    """A host that did nothing wrong is stopped or sent back because of the rest of its fleet
+    (another host failed, or the run was interrupted); the message says which and why."""
+
+
 def reason_of(exc: BaseException) -> str:
     """One line saying why an operation stopped, without the host."""
     if isinstance(exc, KeyboardInterrupt):

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, TextIO
 
+from .errors import Interrupted
+
 # C0 controls but tab, DEL and C1 controls: a line must not drive the terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
@@ -79,11 +81,18 @@ class Reporter:
     terminal) shows the step's name as it starts, so a long step shows what it waits for.
     """
 
-    def __init__(self, label: str, printer: Printer | None = None, live: bool | None = None) -> None:
+    def __init__(self, label: str, printer: Printer | None = None, live: bool | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.label = label
         self.printer = printer or Printer()
         self.live = _is_terminal() if live is None else live
         self.started = time.monotonic()
+        # set by a Ctrl-C in a fleet run: the next step of this host raises Interrupted
+        self.cancel = cancel
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Interrupted("interrupted", host=self.label)
 
     @property
     def elapsed(self) -> float:
@@ -94,7 +103,9 @@ class Reporter:
 
     @contextmanager
     def step(self, name: str) -> Iterator[Step]:
-        """Time a step; its line says FAILED if it raised."""
+        """Time a step; its line says FAILED if it raised. In a fleet run interrupted by
+        Ctrl-C, the step does not start (Interrupted)."""
+        self.check_cancel()
         step, end = Step(), self.begin(name)
         try:
             yield step

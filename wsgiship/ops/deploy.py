@@ -25,7 +25,7 @@ from .. import appwheel, wheelhouse
 from ..commands import checks, nginx, project, services, venv
 from ..commands import release as rel
 from ..config import App
-from ..errors import reason_of
+from ..errors import FleetStop, reason_of
 from ..layout import CONFIG_DIR, SITE_DIR
 from ..output import Reporter
 from ..remote import Remote
@@ -33,7 +33,7 @@ from ..render import render
 from ..source import Source, collect, tarball
 from ..wheelhouse import Platform
 from .hooks import FIRST_ONLY, POINTS, run_hooks
-from .publish import Detached, Outcome, publish_job, recovering, run_job
+from .publish import Detached, Outcome, publish_job, recovering, run_job, staging_job, stop_staged
 from .session import Session, locked, pause_point
 
 STAGES = ("updating", "validating", "publishing", "finishing")
@@ -65,28 +65,65 @@ class Deploy:
     previous: str = ""
     published: Outcome | None = None  # how the publish job ended
     created: bool = False
+    staged: bool = False  # a fleet's prepare started the new release in the spare slot
 
     def run(self) -> str:
         """Deploy and return the release name; raise WsgishipError on failure."""
-        self.source = collect(self.app.source, self.app.uwsgi_package)
-        if self.source.dirty:
-            self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping HEAD "
-                          f"{self.source.short_rev}")
-        for warning in self.source.warnings:
-            self.out.line(f"warning: {warning}")
-        self.release = release_name(self.source.short_rev)
+        self.collect()
         with locked(self.remote, self.app, self.out, "deploy") as self.s:
             self.previous = recovering(self.s)
             try:
                 for stage in STAGES:
-                    pause_point(self.out, f"before:{stage}")
-                    self.hooks("before", stage)
-                    getattr(self, stage)()
-                    self.hooks("after", stage)
+                    self.stage(stage)
             except BaseException as exc:
                 self.s.cleanup(partial(self.failed, exc))
                 raise
         return self.release
+
+    def collect(self, source: Source | None = None, release: str = "") -> None:
+        """What is shipped and its release name: read here, or given (a fleet reads them once
+        for all its hosts, so every host gets the same release)."""
+        if source is None:
+            source = collect(self.app.source, self.app.uwsgi_package)
+            if source.dirty:
+                self.out.line(f"warning: {self.app.source} has uncommitted changes; shipping "
+                              f"HEAD {source.short_rev}")
+            for warning in source.warnings:
+                self.out.line(f"warning: {warning}")
+        self.source = source
+        self.release = release or release_name(source.short_rev)
+
+    def stage(self, stage: str) -> None:
+        pause_point(self.out, f"before:{stage}")
+        self.hooks("before", stage)
+        getattr(self, stage)()
+        self.hooks("after", stage)
+
+    # A fleet (ops/fleet) runs a deploy in three parts, under one lock: `prepare` on every
+    # host, then `switch` (in batches), then `finish`; `undo` on any failure.
+
+    def prepare(self) -> None:
+        """Everything up to the switch: upload, venv, configs, the hooks before the switch, and
+        the new release started in the spare slot and checked there."""
+        self.stage("updating")
+        self.stage("validating")
+        pause_point(self.out, "before:publishing")
+        self.hooks("before", "publishing")
+        done = run_job(self.s, staging_job(self.s, self.release, self.previous), self.release,
+                       name="stage")
+        if done.error is not None:
+            raise done.error
+        self.staged = True
+        pause_point(self.out, "before:switching")
+
+    def switch(self) -> None:
+        self.publishing()
+        self.hooks("after", "publishing")
+
+    def undo(self, exc: BaseException) -> None:
+        """After a failure (its own, or a FleetStop): the new release marked failed, its staged
+        uWSGI stopped, and a host it was published on sent back to its previous release."""
+        self.s.cleanup(partial(self.failed, exc))
 
     def hooks(self, when: str, stage: str) -> None:
         for point, at in POINTS.items():
@@ -193,6 +230,11 @@ class Deploy:
         if isinstance(exc, Detached):
             return  # the server finishes the publish job and logs it
         reason, done, back_to = reason_of(exc), self.published, None
+        if self.staged and done is None:
+            self.remote.run(stop_staged(self.s), priv=True, app_user=self.s.app_user,
+                            what="stop the new uWSGI", check=False)
+            self.out.line(f"release {self.release} never served a request: its uWSGI stopped; "
+                          f"{self.previous or 'nothing'} keeps serving")
         if self.created and not (done and done.error):
             self.remote.run(rel.mark_failed(self.s.paths, self.release, reason),
                             what="mark failed", check=False)
@@ -202,8 +244,11 @@ class Deploy:
         elif done and done.error is None:
             # published and checked, then a later step (an after_switch hook) failed
             self.out.line(f"rolling back to {self.previous}")
+            # a release sent back only because of the rest of its fleet is healthy: its workers
+            # finish their requests
             back = run_job(self.s, publish_job(self.s, self.previous, self.release, back=False,
-                                               leaving_failed=True), self.previous)
+                                               leaving_failed=not isinstance(exc, FleetStop)),
+                           self.previous)
             if back.error is not None:
                 raise back.error
             back_to = self.previous

@@ -135,6 +135,26 @@ def publish_job(s: Session, release: str, previous: str, *, mark: bool = False,
             services.retire(p, kill=True), priv=True, app_user=s.app_user))] if unswitched else [])
 
 
+def staging_job(s: Session, release: str, previous: str) -> jobs.Job:
+    """A fleet's prepare (ops/fleet): start `release` in the spare slot and check it on its own
+    socket, nothing switched; the publish job later finds it running there and uses it as it
+    is. On failure its uWSGI stops and `previous` keeps serving."""
+    p, r = s.paths, s.remote
+    stop = [jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
+        services.retire(p, kill=True), priv=True, app_user=s.app_user))]
+    return jobs.Job(
+        forward=forward_steps(s, release)[:2],  # start, check
+        failed=[jobs.JobStep("applog", "read the app log",
+                             r.job_body(services.error_log_tail(p, 12), app_user=s.app_user),
+                             optional=True, show=True)],
+        back=stop, back_to=previous, unswitched=stop)
+
+
+def stop_staged(s: Session) -> str:
+    """Stop what staging_job started (every uWSGI but the live slot's)."""
+    return services.retire(s.paths, kill=True)
+
+
 @dataclass
 class Outcome:
     """How a publish job ended: `result` ok, failed (nothing to go back to), back (it went back
@@ -171,12 +191,13 @@ def detail_of(name: str, facts: dict[str, str], s: Session) -> str:
 
 
 def run_job(s: Session, job: jobs.Job, release: str, back_line: str = "",
-            record: dict[str, dict] | None = None) -> Outcome:
+            record: dict[str, dict] | None = None, name: str = "") -> Outcome:
     """Start the job on the server and print its steps as they happen; its outcome. `back_line`
     is printed when it turns back ({reason} is filled in). Interrupted or cut off while it runs:
-    Detached (the server finishes it and logs it)."""
+    Detached (the server finishes it and logs it). `name` tells apart two jobs of one
+    operation on one release (default: the operation's action)."""
     p, remote = s.paths, s.remote
-    job_id = f"{release}-{s.action}-{s.token}"
+    job_id = f"{release}-{name or s.action}-{s.token}"
     spec = jobs.spec(job, p, s.token, record=record, elapsed=s.out.elapsed,
                      pause=pause_point(s.out, "job"))
     res = remote.run(jobs.launch(p, job_id, spec, s.token, remote.as_login),
@@ -238,8 +259,9 @@ def _follow(s: Session, stream: Stream, release: str, back_line: str) -> Outcome
                                f"served a request ({failure.get('reason', '?')}); the one that "
                                f"ran keeps serving")
                 elif event.get("way") == "unswitched":
+                    still = f"{shown} keeps serving" if shown else "nothing else was live"
                     s.out.line(f"release {release} failed before the switch and never served a "
-                               f"request ({failure.get('reason', '?')}); {shown} keeps serving")
+                               f"request ({failure.get('reason', '?')}); {still}")
                 elif back_line:
                     s.out.line(back_line.format(reason=failure.get("reason", "?")))
             elif "result" in event:

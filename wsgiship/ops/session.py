@@ -194,7 +194,11 @@ def pause_point(out: Reporter, where: str) -> str:
         return name if kind == "job" else ""
     if point == where:
         out.line(f"test pause {where.replace(':', ' ')}")
-        time.sleep(3600)
+        cancel = getattr(out, "cancel", None)
+        if cancel is None:
+            time.sleep(3600)
+        cancel.wait(3600)  # a fleet's host: until Ctrl-C
+        out.check_cancel()
     return ""
 
 

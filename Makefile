@@ -57,6 +57,7 @@ test: system-deps venv lint
 bench: system-deps venv
 	$(PY) bench/run.py
 	$(PY) bench/cold.py
+	$(PY) bench/fleet.py
 
 # the package, to install into an app's own venv: pip install dist/wsgiship-*.whl
 wheel: venv

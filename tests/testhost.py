@@ -12,6 +12,13 @@ Requires root. Library use::
     host.run("systemctl is-active nginx", user="deploy")
     host.stop()
 
+Several at once, booted in parallel (each in ``base/NAME``, each its own SSH port)::
+
+    hosts = boot_many(["web1", "web2", "web3"], Path("/tmp/fleet"))
+    ...
+    for host in hosts:
+        host.stop()
+
 Command line::
 
     python tests/testhost.py build
@@ -42,10 +49,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tty
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -398,6 +406,33 @@ def find_free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Ports handed out by free_ports() in this process, so two callers never get the same one.
+_PORTS_LOCK = threading.Lock()
+_PORTS_GIVEN: set[int] = set()
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1, none handed out before by this function.
+
+    Every candidate stays bound until all are picked, so the kernel cannot return one twice
+    (``find_free_port`` called twice may: the port is free again once its socket closes).
+    """
+    with _PORTS_LOCK, contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count * 20 + 20):
+            if len(ports) == count:
+                break
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port not in _PORTS_GIVEN:
+                ports.append(port)
+        if len(ports) < count:
+            raise RuntimeError(f"could not find {count} free ports on 127.0.0.1")
+        _PORTS_GIVEN.update(ports)
+        return ports
+
+
 def load(state_dir: Path) -> TestHost | None:
     """Re-attach to the running instance recorded in state_dir (None if it is not running)."""
     host = _read_info(Path(state_dir).absolute())
@@ -500,6 +535,64 @@ def boot(name: str, state_dir: Path, ssh_port: int | None = None, timeout: float
             ) from exc
         raise
     return instance
+
+
+def boot_many(names: Sequence[str], base: Path, timeout: float = 120) -> list[TestHost]:
+    """Boot one instance per name, in parallel threads; returns them in the order of ``names``.
+
+    Each gets its own state dir ``base/NAME`` (so its own overlay dirs and cgroup) and its own
+    SSH port (distinct, from ``free_ports``). The base root filesystem is built first, once. If
+    any boot fails (or this is interrupted), the instances that did boot are stopped and the
+    error names the failing one, with its boot log.
+    """
+    names = list(names)
+    bad = [n for n in names if not NAME_RE.match(n)]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(f"test host names must be distinct, lowercase letters, digits, '-': {names}")
+    base = Path(base).absolute()
+    build_base()  # once, before the threads: each boot() then finds it built
+    ports = free_ports(len(names))
+    booted: list[TestHost | None] = [None] * len(names)
+    failed: dict[str, BaseException] = {}
+
+    def one(index: int) -> None:
+        name = names[index]
+        try:
+            booted[index] = boot(name, base / name, _still_free(ports[index]), timeout)
+        except BaseException as exc:  # recorded, raised below by the caller's thread
+            failed[name] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"boot-{n}", daemon=True)
+               for i, n in enumerate(names)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C: let each started boot end (bounded by its timeout), stop all
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(timeout + 60)
+        _stop_all([h for h in booted if h is not None])
+        raise
+    if failed:
+        _stop_all([h for h in booted if h is not None])
+        name = next(n for n in names if n in failed)
+        others = [n for n in failed if n != name]
+        also = f" (also failed: {', '.join(others)})" if others else ""
+        raise RuntimeError(f"boot_many: {failed[name]}{also}") from failed[name]
+    return [h for h in booted if h is not None]
+
+
+def _still_free(port: int) -> int:
+    """``port``, or a fresh one if something else on the machine took it since it was picked."""
+    return port if _port_free(port) else free_ports(1)[0]
+
+
+def _stop_all(hosts: Sequence[TestHost]) -> None:
+    for host in hosts:
+        with contextlib.suppress(Exception):
+            host.stop()
 
 
 def _boot_script(base: Path, upper: Path, work: Path, root: Path, hostname: str) -> str:

@@ -11,6 +11,7 @@ from fabric import Connection
 from invoke import Exit
 
 from wsgiship import config, hosts
+from wsgiship.config import Group
 from wsgiship.errors import WsgishipError
 from wsgiship.hosts import Target
 from wsgiship.output import Printer, visible_lines
@@ -21,14 +22,15 @@ from wsgiship.remote import Remote
 _served: set[tuple[str, str]] = set()
 
 
-def resolve(c: Any) -> Target:
+def resolve(c: Any, inv: config.Inventory | None = None) -> Target:
     """The Target for `fab TASK -H NAME`: a hosts.yaml alias, or a plain SSH host."""
     if not isinstance(c, Connection):
         inv = config.load()
         aliases = ", ".join(sorted(inv.hosts)) or "none in hosts.yaml"
+        groups = f"; groups: {', '.join(inv.groups)}" if inv.groups else ""
         raise WsgishipError(f"no host given: use -H ALIAS, e.g. fab deploy -H demo "
-                            f"(aliases: {aliases})")
-    inv = config.load()
+                            f"(aliases: {aliases}{groups})")
+    inv = inv or config.load()
     name = c.original_host
     host = inv.host(name)
     if name not in inv.hosts:
@@ -38,7 +40,8 @@ def resolve(c: Any) -> Target:
 
 
 def cli_hosts(c: Any) -> list[str]:
-    """Every host given to -H, as Fabric parsed them (just this call's host when unknown)."""
+    """Every host given to -H, as Fabric parsed them (just this call's host when unknown);
+    group names stay as given (Inventory.expand turns them into their hosts)."""
     try:
         from fabric.main import program
 
@@ -52,16 +55,35 @@ def cli_hosts(c: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def serve_once(c: Any, task: str) -> list[Target] | None:
-    """A Target for every -H host on the task's first call; None on the calls after it."""
+def _serve(c: Any, task: str) -> tuple[list[Target], list[str], config.Inventory] | None:
+    """The Targets of every -H host and group (first call only), the names as given, the
+    inventory."""
     if not isinstance(c, Connection):
-        return [resolve(c)]  # no host: resolve explains
+        return [resolve(c)], [], config.load()  # no host: resolve explains
     if (task, c.original_host) in _served:
         return None
     names = cli_hosts(c)
     _served.update((task, name) for name in names)
-    return [resolve(c if name == c.original_host else Connection(name, config=c.config))
-            for name in names]
+    inv = config.load()
+    targets = [resolve(c if name == c.original_host else Connection(name, config=c.config), inv)
+               for name in inv.expand(names)]
+    return targets, names, inv
+
+
+def serve_once(c: Any, task: str) -> list[Target] | None:
+    """A Target for every -H host (each group as its hosts, each host once) on the task's
+    first call; None on the calls after it."""
+    served = _serve(c, task)
+    return None if served is None else served[0]
+
+
+def fleet_targets(c: Any, task: str) -> tuple[list[Target], Group | None] | None:
+    """As serve_once, with the Group when -H named exactly one group (its fleet defaults)."""
+    served = _serve(c, task)
+    if served is None:
+        return None
+    targets, names, inv = served
+    return targets, inv.group_for(names)
 
 
 def on_each_host(c: Any, task: str, work: Callable[[Target, Printer], object],

@@ -329,8 +329,7 @@ def _count(minimum: int) -> Callable[[Any], str]:
         text = str(value).strip() if isinstance(value, (int, str)) else ""
         match = COUNT_RE.fullmatch(text) if not isinstance(value, bool) else None
         number = int(match.group(1)) if match else -1
-        lowest = max(minimum, 1) if match and match.group(2) else minimum
-        if not match or number < lowest or (match.group(2) and number > 100):
+        if not match or number < minimum or (match.group(2) and number > 100):
             raise Bad(f"an integer >= {minimum} or a percentage of the group's hosts such as "
                       f'"25%"')
         return f"{number}{match.group(2)}"

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from fabric import Connection
+from fabric.connection import derive_shorthand
 from invoke import Exit
 
 from wsgiship import config, hosts
@@ -39,20 +40,39 @@ def resolve(c: Any, inv: config.Inventory | None = None) -> Target:
     return Target(Remote(host, config=c.config, connect_kwargs=c.connect_kwargs), host)
 
 
-def cli_hosts(c: Any) -> list[str]:
-    """Every host given to -H, as Fabric parsed them (just this call's host when unknown);
-    group names stay as given (Inventory.expand turns them into their hosts)."""
+def _given(c: Any) -> list[str]:
+    """The -H value as given, split (empty when not run by `fab`)."""
     try:
         from fabric.main import program
 
         value = program.core[0].args.hosts.value or ""
     except (AttributeError, IndexError, KeyError, TypeError):
         value = ""
-    names = [n for n in value.split(",") if n]
+    return list(dict.fromkeys(n for n in value.split(",") if n))
+
+
+def current_entry(c: Any, names: list[str]) -> str | None:
+    """The -H entry this call's Connection was made from: `web1`, or `deploy@host:2222` (whose
+    Connection's original_host is just `host`)."""
     current = getattr(c, "original_host", None)
-    if current is None or current not in names:
+    if current in names:
+        return current
+    for name in names:
+        parsed = derive_shorthand(name)
+        if (parsed["host"] == current and parsed["user"] in (None, getattr(c, "user", None))
+                and parsed["port"] in (None, getattr(c, "port", None))):
+            return name
+    return None
+
+
+def cli_hosts(c: Any) -> list[str]:
+    """Every host given to -H, as given (just this call's host when unknown); group names stay
+    as they are (Inventory.expand turns them into their hosts)."""
+    names = _given(c)
+    if current_entry(c, names) is None:
+        current = getattr(c, "original_host", None)
         return [current] if current else []
-    return list(dict.fromkeys(names))
+    return names
 
 
 def _serve(c: Any, task: str) -> tuple[list[Target], list[str], config.Inventory] | None:
@@ -60,12 +80,13 @@ def _serve(c: Any, task: str) -> tuple[list[Target], list[str], config.Inventory
     inventory."""
     if not isinstance(c, Connection):
         return [resolve(c)], [], config.load()  # no host: resolve explains
-    if (task, c.original_host) in _served:
-        return None
     names = cli_hosts(c)
+    entry = current_entry(c, names) or c.original_host
+    if (task, entry) in _served:
+        return None
     _served.update((task, name) for name in names)
     inv = config.load()
-    targets = [resolve(c if name == c.original_host else Connection(name, config=c.config), inv)
+    targets = [resolve(c if name == entry else Connection(name, config=c.config), inv)
                for name in inv.expand(names)]
     return targets, names, inv
 

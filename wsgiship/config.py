@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -17,12 +17,14 @@ from typing import Any
 
 import yaml
 
+from . import schema
 from . import tls as tlsconf
 from .errors import ConfigError
+from .groups import Definition, Group, expand_groups
 from .schema import APP_FIELDS, HEALTH_FIELDS, HOOK_POINTS, HOST_FIELDS, NAME_RE, TLS_FIELDS, Bad, Hook, show
 from .tls import Tls
 
-__all__ = ["HOOK_POINTS", "App", "Health", "Hook", "Host", "Inventory", "Tls", "load"]
+__all__ = ["HOOK_POINTS", "App", "Group", "Health", "Hook", "Host", "Inventory", "Tls", "load"]
 
 HOSTS_ENV = "WSGISHIP_HOSTS"
 
@@ -130,18 +132,33 @@ class Inventory:
     path: Path
     app: Mapping[str, Any]
     hosts: Mapping[str, Mapping[str, Any]]
+    groups: Mapping[str, Group] = field(default_factory=lambda: MappingProxyType({}))
 
     def host(self, name: str) -> Host:
         """The Host for `name`: an alias from hosts.yaml, or a plain SSH host with app defaults."""
         if name in self.hosts:
             return _build_host(self, name, self.hosts[name])
-        close = difflib.get_close_matches(name, list(self.hosts), n=1, cutoff=0.6)
+        known = [*self.hosts, *self.groups]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         if close and not _looks_like_real_host(name):
             raise ConfigError(
                 f"{_display(self.path)}: unknown host alias {name!r}; did you mean {close[0]!r}? "
-                f"(known: {', '.join(sorted(self.hosts))})"
+                f"(known: {', '.join(sorted(known))})"
             )
         return _build_host(self, name, {"host": name})
+
+    def expand(self, names: Sequence[str]) -> list[str]:
+        """Each group name as its hosts, other names (aliases, plain hosts) as they are; each
+        once, in order."""
+        out: list[str] = []
+        for name in names:
+            out += self.groups[name].members if name in self.groups else [name]
+        return list(dict.fromkeys(out))
+
+    def group_for(self, names: Sequence[str]) -> Group | None:
+        """The Group when `names` is exactly one group name (its defaults apply), else None."""
+        names = list(names)
+        return self.groups.get(names[0]) if len(names) == 1 else None
 
 
 def _display(path: Path) -> str:
@@ -272,7 +289,7 @@ def load(path: Path | None = None) -> Inventory:
         raise ConfigError(f"{shown}: invalid YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}: expected a mapping with 'app' and 'hosts' at the top")
-    _check_keys(path, "", data, {"app": 1, "hosts": 1})
+    _check_keys(path, "", data, {"app": 1, "hosts": 1, "groups": 1})
     app_raw = data.get("app")
     if not isinstance(app_raw, dict):
         raise ConfigError(f"{shown}: app: expected a mapping of app settings, got {show(app_raw)}")
@@ -300,10 +317,42 @@ def load(path: Path | None = None) -> Inventory:
         if "health" in cleaned:
             _build_health(path, f"hosts.{alias}.", cleaned["health"])
         hosts[alias] = MappingProxyType(cleaned)
-    inv = Inventory(path=path.resolve(), app=MappingProxyType(app), hosts=MappingProxyType(hosts))
+    groups = expand_groups(shown, _group_definitions(path, data.get("groups"), hosts), list(hosts))
+    inv = Inventory(path=path.resolve(), app=MappingProxyType(app), hosts=MappingProxyType(hosts),
+                    groups=MappingProxyType(groups))
     for alias in hosts:  # build each once so every error surfaces at load time
         inv.host(alias)
     if "name" not in app or "wsgi" not in app:
         missing = "name" if "name" not in app else "wsgi"
         raise ConfigError(f"{shown}: app.{missing}: missing (required)")
     return inv
+
+
+def _group_definitions(path: Path, raw: Any, hosts: Mapping[str, Any]) -> list[Definition]:
+    """`groups:` as written, each name and mapping checked (the members by expand_groups)."""
+    shown = _display(path)
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: groups: expected a mapping of group name to a list of "
+                          f"hosts, got {show(raw)}")
+    defs = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name.replace(".", "_")):
+            raise ConfigError(f"{shown}: groups: name {show(name)} must be a simple name")
+        if name in hosts:
+            raise ConfigError(f"{shown}: groups.{name}: a host alias has this name; give the "
+                              f"group another one")
+        if isinstance(value, dict):
+            settings = _clean(path, f"groups.{name}.", value, schema.GROUP_FIELDS)
+            if "hosts" not in settings:
+                raise ConfigError(f"{shown}: groups.{name}.hosts: missing (required): a list of "
+                                  f"host aliases or group names")
+            members = settings.pop("hosts")
+            defs.append(Definition(name, f"groups.{name}.hosts", tuple(members), settings))
+        elif isinstance(value, list):
+            defs.append(Definition(name, f"groups.{name}", tuple(value), {}))
+        else:
+            raise ConfigError(f"{shown}: groups.{name}: expected a list of host aliases or group "
+                              f"names, or a mapping with hosts, got {show(value)}")
+    return defs

@@ -24,6 +24,9 @@ USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
 HOOK_POINTS = ("first_deploy", "before_switch", "after_switch")
 INSTALL_MODES = ("requirements", "project")
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+# a group's batch / max_fail: a count ("2") or a share of the group's hosts ("25%")
+COUNT_RE = re.compile(r"^([0-9]+)(%?)$")
+ON_FAILURE = ("rollback", "stop")
 
 
 @dataclass(frozen=True)
@@ -317,3 +320,47 @@ HOST_FIELDS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+
+
+def _count(minimum: int) -> Callable[[Any], str]:
+    """A count of hosts (an integer >= minimum) or a percentage of them, kept as text."""
+
+    def check(value: Any) -> str:
+        text = str(value).strip() if isinstance(value, (int, str)) else ""
+        match = COUNT_RE.fullmatch(text) if not isinstance(value, bool) else None
+        number = int(match.group(1)) if match else -1
+        if not match or number < minimum or (match.group(2) and number > 100):
+            raise Bad(f"an integer >= {minimum} or a percentage of the group's hosts such as "
+                      f'"25%"')
+        return f"{number}{match.group(2)}"
+
+    return check
+
+
+def _members(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise Bad("a list of host aliases or group names")
+    return value  # checked name by name against the hosts and groups (groups.py)
+
+
+GROUP_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "hosts": _members,
+    "batch": _count(1),
+    "max_fail": _count(0),
+    "on_failure": _one_of(ON_FAILURE),
+}
+
+
+def count_of(value: str, total: int, *, minimum: int, rounding: str = "ceil") -> int:
+    """How many of `total` hosts a batch / max_fail value means: "3" is 3, "25%" of 10 is 3
+    with rounding="ceil" (a batch) or 2 with "floor" (max_fail); never below `minimum`, never
+    above `total` (unless `minimum` is)."""
+    if rounding not in ("ceil", "floor"):
+        raise ValueError(f"rounding: ceil or floor, not {rounding!r}")
+    text = value.strip()
+    if text.endswith("%"):
+        share = total * int(text[:-1])
+        number = -(-share // 100) if rounding == "ceil" else share // 100
+    else:
+        number = int(text)
+    return max(minimum, min(number, total))

@@ -28,8 +28,11 @@ app = Flask(__name__)
 
 @app.route("/")
 def index():
-    # behind nginx only (the slot check asks uWSGI on its own socket, without REMOTE_PORT)
-    if os.path.exists("/etc/fleet-test-fail") and "REMOTE_PORT" in request.environ:
+    # this release fails when the host says so, behind nginx only (the slot check asks uWSGI
+    # on its own socket, without REMOTE_PORT): a health check that fails after the switch
+    fail = "/etc/fleet-test-fail"
+    if "REMOTE_PORT" in request.environ and os.path.exists(fail) \
+            and open(fail).read().strip() == "TEXT":
         return "failing behind nginx", 500
     return "TEXT"
 '''
@@ -83,6 +86,9 @@ class Fleet:
     def currents(self) -> dict[str, str]:
         return {name: self.current(name) for name in NAMES}
 
+    def texts(self) -> dict[str, tuple[int, str]]:
+        return {name: self.text(name) for name in NAMES}
+
     def slots(self, name: str) -> list[str]:
         """What each uWSGI slot link points at (a stopped slot has none)."""
         return self.root(name, "for s in /srv/fleet/slots/*; do readlink $s; done").split()
@@ -104,7 +110,9 @@ class Fleet:
             while self.root(name, "test -e /srv/fleet/.lock && echo y || echo n").strip() == "y":
                 assert time.monotonic() < deadline, f"{name}: lock left"
                 time.sleep(0.2)
-            assert self.slots(name) == [f"../releases/{self.current(name)}"], name
+            slots = self.slots(name)
+            assert slots == [f"../releases/{self.current(name)}"], (
+                name, slots, self.root(name, "tail -n 3 /srv/fleet/deploys.log; ls -l /srv/fleet/slots"))
 
     def status_of(self, name: str, release: str) -> str:
         out = self.fab("releases", "-H", name).stdout
@@ -148,7 +156,7 @@ def test_a_fleet_deploy_prepares_every_host_before_any_host_switches(fleet: Flee
     assert len(set(currents.values())) == 1, currents  # one release name for the run
     release = currents["w1"]
     assert all(fleet.text(n) == (200, "parallel") for n in NAMES)
-    ready = [i for i, x in enumerate(lines) if "ready:" in x]
+    ready = [i for i, x in enumerate(lines) if x.startswith("[w") and "] ready: " in x]
     switches = [i for i, x in enumerate(lines) if "] switch " in x]
     assert len(ready) == 3 and len(switches) == 3 and max(ready) < min(switches), out
     table = [x.split() for x in lines if x.split()[:1] in (["w1"], ["w2"], ["w3"])]
@@ -170,7 +178,7 @@ def test_a_rolling_deploy_switches_one_batch_after_the_other(fleet: Fleet) -> No
 
 
 def test_pip_failing_on_one_host_switches_no_host(fleet: Fleet) -> None:
-    before = fleet.currents()
+    before, serving = fleet.currents(), fleet.texts()
     fleet.root("w2", "printf 'index-url = http://127.0.0.1:9/simple\\nretries = 0\\n"
                      "timeout = 3\\n' >> /etc/pip.conf")
     try:
@@ -181,7 +189,7 @@ def test_pip_failing_on_one_host_switches_no_host(fleet: Fleet) -> None:
         fleet.root("w2", "sed -i '/^index-url\\|^retries\\|^timeout/d' /etc/pip.conf")
         fleet.write()
     assert fleet.currents() == before
-    assert all(fleet.text(n) == (200, "rolling") for n in NAMES)
+    assert fleet.texts() == serving
     rows = {x.split()[0]: x for x in out.splitlines() if x.split()[:1] in (["w1"], ["w2"], ["w3"])}
     assert "FAILED" in rows["w2"] and "install" in rows["w2"], out
     assert "not switched" in rows["w1"] and "not switched" in rows["w3"], out
@@ -192,8 +200,8 @@ def test_pip_failing_on_one_host_switches_no_host(fleet: Fleet) -> None:
 
 def test_a_failed_health_check_in_the_second_batch_sends_switched_hosts_back(
         fleet: Fleet) -> None:
-    before = fleet.currents()
-    fleet.root("w3", "touch /etc/fleet-test-fail")
+    before, serving = fleet.currents(), fleet.texts()
+    fleet.root("w3", "echo 'fails on w3' > /etc/fleet-test-fail")
     try:
         fleet.set_text("fails on w3")
         out = failed(fleet.deploy("--batch", "2"))
@@ -201,7 +209,7 @@ def test_a_failed_health_check_in_the_second_batch_sends_switched_hosts_back(
         fleet.root("w3", "rm -f /etc/fleet-test-fail")
     assert "batch 2 of 2: w3" in out and "sending w1, w2 back" in out, out
     assert fleet.currents() == before
-    assert all(fleet.text(n) == (200, "rolling") for n in NAMES)
+    assert fleet.texts() == serving
     rows = {x.split()[0]: x for x in out.splitlines() if x.split()[:1] in (["w1"], ["w2"], ["w3"])}
     assert "sent back" in rows["w1"] and "sent back" in rows["w2"], out
     assert "FAILED" in rows["w3"] and "health check" in rows["w3"], out
@@ -211,8 +219,8 @@ def test_a_failed_health_check_in_the_second_batch_sends_switched_hosts_back(
 
 
 def test_max_fail_lets_the_others_go_on_and_releases_shows_the_drift(fleet: Fleet) -> None:
-    before = fleet.currents()
-    fleet.root("w3", "touch /etc/fleet-test-fail")
+    before, serving = fleet.currents(), fleet.texts()
+    fleet.root("w3", "echo 'two of three' > /etc/fleet-test-fail")
     try:
         fleet.set_text("two of three")
         out = failed(fleet.deploy("--max-fail", "1"))
@@ -220,7 +228,7 @@ def test_max_fail_lets_the_others_go_on_and_releases_shows_the_drift(fleet: Flee
         fleet.root("w3", "rm -f /etc/fleet-test-fail")
     now = fleet.currents()
     assert now["w1"] == now["w2"] != before["w1"] and now["w3"] == before["w3"], out
-    assert fleet.text("w1") == (200, "two of three") and fleet.text("w3") == (200, "rolling")
+    assert fleet.text("w1") == (200, "two of three") and fleet.text("w3") == serving["w3"]
     drift = must(fleet.fab("releases", "-H", ALL))
     assert f"drift: w1, w2 serve {now['w1']}; w3 serves {before['w3']}" in drift, drift
     fleet.settled()
@@ -232,6 +240,7 @@ def test_max_fail_lets_the_others_go_on_and_releases_shows_the_drift(fleet: Flee
 
 def test_a_lock_held_on_one_host_stops_the_fleet_before_anything_ships(fleet: Fleet) -> None:
     before = {n: fleet.root(n, "ls /srv/fleet/releases") for n in NAMES}
+    serving = fleet.texts()
     holder = subprocess.Popen([FAB, "deploy", "-H", "w2"], cwd=ROOT, text=True,
                               env=fleet.env(WSGISHIP_TEST_PAUSE="before:updating"),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -245,12 +254,12 @@ def test_a_lock_held_on_one_host_stops_the_fleet_before_anything_ships(fleet: Fl
         holder.wait()
     assert "w2" in out and "locked by" in out, out
     assert {n: fleet.root(n, "ls /srv/fleet/releases") for n in NAMES} == before, out
-    assert all(fleet.text(n) == (200, "together") for n in NAMES)
+    assert fleet.texts() == serving
     fleet.settled()
 
 
 def test_ctrl_c_during_the_prepare_leaves_every_host_as_it_was(fleet: Fleet) -> None:
-    before = fleet.currents()
+    before, serving = fleet.currents(), fleet.texts()
     fleet.set_text("interrupted")
     proc = subprocess.Popen([FAB, "deploy", "-H", ALL], cwd=ROOT, text=True,
                             env=fleet.env(WSGISHIP_TEST_PAUSE="before:switching"),
@@ -267,5 +276,5 @@ def test_ctrl_c_during_the_prepare_leaves_every_host_as_it_was(fleet: Fleet) -> 
     assert code != 0 and paused == 4 and "Traceback" not in out, out
     assert "interrupted" in out, out
     assert fleet.currents() == before
-    assert all(fleet.text(n) == (200, "together") for n in NAMES)
+    assert fleet.texts() == serving
     fleet.settled()  # the three new uWSGIs that were started and checked are stopped

@@ -21,8 +21,6 @@ their locks and finish any publish that started, as after a killed client).
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 import time
 import traceback
@@ -38,19 +36,6 @@ from ..summary import Row, table
 from .deploy import Deploy, release_name
 from .publish import recovering, site_url
 from .session import locked
-
-COUNT = re.compile(r"(\d+)(%?)")
-
-
-def count_of(value: str, total: int, *, up: bool, minimum: int) -> int:
-    """A count of hosts given as `N` or `P%` of `total` (a percentage rounded up or down)."""
-    m = COUNT.fullmatch(str(value).strip())
-    if m is None:
-        raise WsgishipError(f"expected a number of hosts or a percentage like 25%, got {value!r}")
-    n = int(m.group(1))
-    if m.group(2):
-        n = (math.ceil if up else math.floor)(total * n / 100)
-    return max(minimum, n)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,24 @@ class Fleet:
         self.hosts_file = work / "hosts.yaml"
         self.env = {**os.environ, "WSGISHIP_HOSTS": str(self.hosts_file)}
         self.write()
+        if not comma_list and not self.knows_groups():
+            print("this wsgiship rejects `groups:` in hosts.yaml: deploying with -H h1,h2,... "
+                  "(today's path, one host after another) instead", flush=True)
+            self.comma_list = True
+            self.write()
+
+    def knows_groups(self) -> bool:
+        """Whether this wsgiship's loader takes the hosts.yaml with its `groups:`."""
+        from wsgiship import config
+        from wsgiship.errors import WsgishipError
+
+        try:
+            config.load(self.hosts_file)
+        except WsgishipError as exc:
+            if "groups" in str(exc):
+                return False
+            raise
+        return True
 
     def aliases(self, size: int) -> list[str]:
         return [f"h{i + 1}" for i in range(size)]
@@ -222,7 +240,8 @@ def report(fleet: Fleet, runs: dict[int, list[Run]]) -> None:
     if runs[big] and runs[small] and big != small:
         ratio = statistics.median(r.seconds for r in runs[big]) / base
         rss = max(r.rss_mb for r in runs[big])
-        print(f"target: {big} hosts <= {TARGET_RATIO:g}x {small} host(s): {ratio:.2f}x "
+        one = "one host" if small == 1 else f"{small} hosts"
+        print(f"target: {big} hosts <= {TARGET_RATIO:g}x {one}: {ratio:.2f}x "
               f"({'met' if ratio <= TARGET_RATIO else 'not met'})")
         print(f"target: fab peak RSS <= {TARGET_RSS_MB:g} MB at {big} hosts: {rss:.0f} MB "
               f"({'met' if rss <= TARGET_RSS_MB else 'not met'})")
@@ -240,8 +259,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="group sizes, comma-separated; as many test hosts as the largest are "
                          "booted (default: 1,5,10)")
     ap.add_argument("--comma-list", action="store_true",
-                    help="no `groups:` in hosts.yaml: deploy with -H h1,h2,... instead (for a "
-                         "wsgiship without groups; its hosts are deployed one after another)")
+                    help="no `groups:` in hosts.yaml: deploy with -H h1,h2,... instead (chosen "
+                         "by itself, with a note, when this wsgiship's loader rejects groups)")
     ap.add_argument("--max-minutes", type=float, default=10.0,
                     help="time budget of the whole run, boots included: no new round is "
                          "started past it (default: 10)")
@@ -274,6 +293,8 @@ def bench(args: argparse.Namespace, work: Path, hosts: list[th.TestHost], starte
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the hosts on a kill too
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background (`&`)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="wsgiship-fleet-"))
     hosts: list[th.TestHost] = []

@@ -42,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import shlex
 import shutil
@@ -400,10 +401,33 @@ class TestHost:
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bound_port(stack: contextlib.ExitStack) -> int:
+    """A port below the kernel's ephemeral range, bound in `stack` until it closes: the
+    kernel never gives it to an outgoing connection (a port from bind(0) is ephemeral, and
+    any connection made meanwhile, an SSH check of another booting host, may take it)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(20000, low) if low > 21000 else random.randrange(20000, 30000)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            continue
+        stack.callback(sock.close)
+        return port
+    raise RuntimeError("could not find a free port on 127.0.0.1")
+
+
 def find_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 # Ports handed out by free_ports() in this process, so two callers never get the same one.
@@ -422,10 +446,8 @@ def free_ports(count: int) -> list[int]:
         for _ in range(count * 20 + 20):
             if len(ports) == count:
                 break
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-            if port not in _PORTS_GIVEN:
+            port = _bound_port(stack)
+            if port not in _PORTS_GIVEN and port not in ports:
                 ports.append(port)
         if len(ports) < count:
             raise RuntimeError(f"could not find {count} free ports on 127.0.0.1")

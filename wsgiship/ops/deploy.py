@@ -69,7 +69,8 @@ class Deploy:
 
     def run(self) -> str:
         """Deploy and return the release name; raise WsgishipError on failure."""
-        self.collect()
+        if not self.release:  # (a fleet's --serial gave it already)
+            self.collect()
         with locked(self.remote, self.app, self.out, "deploy") as self.s:
             self.previous = recovering(self.s)
             try:

@@ -103,15 +103,23 @@ class Fleet:
         if self.plan.serial:
             self.serially()
             return self.rows()
+        left = False
         try:
-            if self.stage("lock", self.lock_one, [m for m in self.members]):
+            if self.stage("lock", self.lock_one, list(self.members)):
                 if self.stage("prepare", self.prepare_one, self.going("locked")):
                     self.switch_all()
             self.stop_the_rest()
             self.finish_all()
+        except KeyboardInterrupt:
+            # a second Ctrl-C: leave now, unlocking nothing from here while the hosts' threads
+            # still work; each server ends its lock as its client's keeper goes, and finishes
+            # a publish that started (as after a killed client)
+            left = True
+            raise
         finally:
-            for m in self.members:
-                m.stack.close()
+            if not left:
+                for m in self.members:
+                    m.stack.close()
         return self.rows()
 
     def collect(self) -> None:
@@ -142,7 +150,7 @@ class Fleet:
         elif any(isinstance(m.error, LockedError) for m in failed):
             self.stopping = f"{self.names(failed)} locked: nothing was shipped"
         elif len(failed) > self.plan.max_fail:
-            self.stopping = f"{self.names(failed)} failed to {name}"
+            self.stopping = f"{self.names(failed)} failed to {name} ({failed[0].reason})"
         if self.stopping:
             self.out.line(f"stopping: {self.stopping}; no host switches")
             return False
@@ -182,7 +190,7 @@ class Fleet:
             if self.cancel.is_set():
                 self.stopping = "interrupted"
             elif len(failed) > self.plan.max_fail:
-                self.stopping = f"{self.names(failed)} failed"
+                self.stopping = f"{self.names(failed)} failed ({failed[0].reason})"
             if self.stopping:
                 self.out.line(f"stopping: {self.stopping}")
                 return

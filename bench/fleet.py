@@ -54,6 +54,16 @@ class Run:
     threads: int = 0  # most threads of fab seen at once
     conns: int = 0  # most TCP connections from fab to the SSH ports seen at once
     conns_seen: set[tuple[int, int]] = field(default_factory=set)  # (local, remote) ports
+    fab_cpu: float = 0.0  # fab's own CPU seconds (user + system)
+    busy: float = 0.0  # the share of this machine's CPUs busy meanwhile (all test hosts, fab)
+
+
+def cpu_busy() -> tuple[float, float]:
+    """This machine's (busy, total) CPU seconds so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
 class Watch(threading.Thread):
@@ -98,7 +108,7 @@ class Watch(threading.Thread):
 def run_fab(args: list[str], env: dict, ssh_ports: set[int], timeout: float) -> Run:
     """`fab ARGS`, timed whole, watched while it runs; killed after `timeout` seconds."""
     with tempfile.TemporaryFile() as out:
-        t0 = time.monotonic()
+        t0, (busy0, total0) = time.monotonic(), cpu_busy()
         proc = subprocess.Popen([FAB, *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT)
         run = Run(0.0, -1, "")
@@ -117,8 +127,11 @@ def run_fab(args: list[str], env: dict, ssh_ports: set[int], timeout: float) -> 
             watch.done.set()
             watch.join()
         run.seconds = time.monotonic() - t0
+        busy1, total1 = cpu_busy()
+        run.busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
         run.code = proc.returncode = os.waitstatus_to_exitcode(status)
         run.rss_mb = usage.ru_maxrss / 1024
+        run.fab_cpu = usage.ru_utime + usage.ru_stime
         out.seek(0)
         run.output = out.read().decode("utf-8", "replace")
     return run
@@ -222,7 +235,8 @@ def report(fleet: Fleet, runs: dict[int, list[Run]]) -> None:
     mode = "comma list, today's serial path" if fleet.comma_list else "groups"
     print(f"\nwarm code-only redeploy, whole `fab deploy -H <target>` ({mode}; medians):")
     print(f"{'hosts':>5}  {'group':<8} {'median s':>8}  {'ratio':>6}  {'peak RSS MB':>11}  "
-          f"{'threads':>7}  {'SSH conns at once/seen':>22}  runs (s)")
+          f"{'threads':>7}  {'SSH conns at once/seen':>22}  {'fab CPU s':>9}  "
+          f"{'CPUs busy':>9}  runs (s)")
     base = statistics.median(r.seconds for r in runs[fleet.sizes[0]]) if runs[fleet.sizes[0]] \
         else 0.0
     for size in fleet.sizes:
@@ -235,6 +249,8 @@ def report(fleet: Fleet, runs: dict[int, list[Run]]) -> None:
         print(f"{size:>5}  {group_name(size):<8} {med:8.2f}  {ratio:5.2f}x  "
               f"{max(r.rss_mb for r in got):11.0f}  {max(r.threads for r in got):7d}  "
               f"{max(r.conns for r in got):>10d}/{max(len(r.conns_seen) for r in got):<11d}  "
+              f"{statistics.median(r.fab_cpu for r in got):9.2f}  "
+              f"{statistics.median(r.busy for r in got):8.0%}  "
               + ", ".join(f"{r.seconds:.2f}" for r in got))
     big, small = fleet.sizes[-1], fleet.sizes[0]
     if runs[big] and runs[small] and big != small:

@@ -198,15 +198,21 @@ def test_pip_failing_on_one_host_switches_no_host(fleet: Fleet) -> None:
     assert "failed" in fleet.status_of("w1", new), out
 
 
+def failing_on_w3(fleet: Fleet, text: str, *options: str) -> str:
+    """Deploy `text`, which answers 500 behind nginx on w3 only (its slot check passes): the
+    failed run's output."""
+    fleet.root("w3", f"echo '{text}' > /etc/fleet-test-fail")
+    try:
+        fleet.set_text(text)
+        return failed(fleet.deploy(*options))
+    finally:
+        fleet.root("w3", "rm -f /etc/fleet-test-fail")
+
+
 def test_a_failed_health_check_in_the_second_batch_sends_switched_hosts_back(
         fleet: Fleet) -> None:
     before, serving = fleet.currents(), fleet.texts()
-    fleet.root("w3", "echo 'fails on w3' > /etc/fleet-test-fail")
-    try:
-        fleet.set_text("fails on w3")
-        out = failed(fleet.deploy("--batch", "2"))
-    finally:
-        fleet.root("w3", "rm -f /etc/fleet-test-fail")
+    out = failing_on_w3(fleet, "fails on w3", "--batch", "2")
     assert "batch 2 of 2: w3" in out and "sending w1, w2 back" in out, out
     assert fleet.currents() == before
     assert fleet.texts() == serving
@@ -220,12 +226,7 @@ def test_a_failed_health_check_in_the_second_batch_sends_switched_hosts_back(
 
 def test_max_fail_lets_the_others_go_on_and_releases_shows_the_drift(fleet: Fleet) -> None:
     before, serving = fleet.currents(), fleet.texts()
-    fleet.root("w3", "echo 'two of three' > /etc/fleet-test-fail")
-    try:
-        fleet.set_text("two of three")
-        out = failed(fleet.deploy("--max-fail", "1"))
-    finally:
-        fleet.root("w3", "rm -f /etc/fleet-test-fail")
+    out = failing_on_w3(fleet, "two of three", "--max-fail", "1")
     now = fleet.currents()
     assert now["w1"] == now["w2"] != before["w1"] and now["w3"] == before["w3"], out
     assert fleet.text("w1") == (200, "two of three") and fleet.text("w3") == serving["w3"]
@@ -278,3 +279,22 @@ def test_ctrl_c_during_the_prepare_leaves_every_host_as_it_was(fleet: Fleet) -> 
     assert fleet.currents() == before
     assert fleet.texts() == serving
     fleet.settled()  # the three new uWSGIs that were started and checked are stopped
+
+
+def test_on_failure_stop_leaves_switched_hosts_and_serial_deploys_one_by_one(
+        fleet: Fleet) -> None:
+    before = fleet.currents()
+    out = failing_on_w3(fleet, "stop here", "--batch", "2", "--on-failure", "stop")
+    now = fleet.currents()
+    assert "w1, w2 stay on" in out and now["w1"] == now["w2"] != before["w1"], out
+    assert now["w3"] == before["w3"] and fleet.text("w1") == (200, "stop here"), out
+    fleet.settled()
+    fleet.set_text("serial")
+    out = must(fleet.deploy("--serial"))
+    lines = out.splitlines()
+    # each host's deploy ends before the next one connects
+    done = [i for i, x in enumerate(lines) if "] deployed " in x]
+    connects = [i for i, x in enumerate(lines) if "] connect " in x]
+    assert len(done) == 3 and connects[1] > done[0] and connects[2] > done[1], out
+    assert len(set(fleet.currents().values())) == 1
+    assert all(fleet.text(n) == (200, "serial") for n in NAMES)

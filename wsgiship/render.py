@@ -10,6 +10,7 @@ import jinja2
 from . import managers
 from . import tls as tlsconf
 from .config import App
+from .envfile import PARSE_LINE
 from .envvars import env_text
 from .errors import ConfigError
 from .layout import CONFIG_DIR, SLOTS, paths_for
@@ -103,6 +104,7 @@ def render(app: App, release: str, app_user: str, revision: str,
         "service": paths.service,
         "uwsgi_options": _uwsgi_options(app),
         "tls": tls_context(app, https),
+        "env_line_parser": PARSE_LINE.strip(),
     }
     env = environment(app)
     out = {}

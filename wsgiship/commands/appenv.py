@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..envfile import PARSE_LINE
 from ..layout import SITE_DIR
 from ..shell import cmd, q, script
 
 # Runs argv with the app's environment loaded as the app's wsgi.py loads it (the same KEY=VALUE
 # parsing: no shell expansion, so any value is safe); the caller's environment wins, and the
 # variables given explicitly ($WSGISHIP_EXEC_ENV names their file) win over everything.
-ENV_EXEC = r'''
-import os, sys
-
+ENV_EXEC = "import os, sys\n" + PARSE_LINE + r'''
 def load_env(path, over=False):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -25,17 +24,13 @@ def load_env(path, over=False):
     except (FileNotFoundError, PermissionError):
         return
     for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        key, value = parse_env_line(line)
+        if key is None:
             continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
         if over:
-            os.environ[key.strip()] = value
+            os.environ[key] = value
         else:
-            os.environ.setdefault(key.strip(), value)
+            os.environ.setdefault(key, value)
 
 given = os.environ.pop("WSGISHIP_EXEC_ENV", "")
 if given:

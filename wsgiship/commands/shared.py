@@ -10,6 +10,7 @@ only for a login that may act as root. A symbolic link on the way below shared/ 
 
 from __future__ import annotations
 
+from ..envfile import PARSE_LINE
 from ..layout import Paths
 from ..privilege import as_app, root
 from ..shell import script
@@ -32,19 +33,6 @@ class Stop(Exception):
 
 def emit(**event):
     print(json.dumps(event, sort_keys=True))
-
-def parse(line):
-    """(key, value) of a line as wsgi.py's loader reads it; (None, None) for any other line."""
-    line = line.strip()
-    if not line or line.startswith("#") or "=" not in line:
-        return None, None
-    if line.startswith("export "):
-        line = line[len("export "):]
-    key, value = line.split("=", 1)
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        value = value[1:-1]
-    return key.strip(), value
 
 def walk(shared, name):
     """The path of shared/NAME and its lstat (None: not there); a symbolic link on the way, or
@@ -126,7 +114,7 @@ def show(label, path, shared=None):
     emit(file=label, state="present")
     seen = set()
     for line in text.splitlines():
-        key, value = parse(line)
+        key, value = parse_env_line(line)
         if key is not None and key not in seen:  # the first one counts, as for the loader
             seen.add(key)
             emit(entry=label, key=key, length=len(value))
@@ -144,13 +132,13 @@ def do_edit(shared, name):
     lines = old.decode("utf-8", "surrogateescape").splitlines()
     before = {}
     for line in lines:
-        key, value = parse(line)
+        key, value = parse_env_line(line)
         if key is not None:
             before.setdefault(key, value)
     sets, unset = dict(change["set"]), set(change["unset"])
     out, placed = [], set()
     for line in lines:
-        key = parse(line)[0]
+        key = parse_env_line(line)[0]
         if key in unset or key in placed:
             continue
         if key in sets:
@@ -159,7 +147,7 @@ def do_edit(shared, name):
         out.append(line)
     out += [line for key, line in change["set"] if key not in placed]
     for key, line in change["set"]:
-        new = parse(line)[1]
+        new = parse_env_line(line)[1]
         emit(set=key, was="new" if key not in before else "same" if before[key] == new else "changed")
     for key in change["unset"]:
         emit(unset=key, was="removed" if key in before else "absent")
@@ -183,7 +171,7 @@ except Stop as stop:
         sys.stderr.write(stop.text + "\n")
     sys.exit(stop.code)
 '''
-PROGRAM = f"NO_FILE, REFUSED = {NO_FILE}, {REFUSED}\n" + _PROGRAM
+PROGRAM = f"NO_FILE, REFUSED = {NO_FILE}, {REFUSED}\n" + PARSE_LINE + _PROGRAM
 
 
 def _program(python: str, *args: object) -> str:

@@ -33,7 +33,7 @@ from ..hosts import Target, start
 from ..output import Printer, Reporter
 from ..source import Source
 from ..summary import Row, table
-from .deploy import Deploy, release_name
+from .deploy import Deploy
 from .publish import recovering, site_url
 from .session import locked
 
@@ -51,7 +51,7 @@ class Plan:
 
     def describe(self, hosts: int) -> str:
         how = ("one host after the other" if self.serial
-               else "all at once" if self.batch in (0, hosts) or self.batch >= hosts
+               else "all at once" if self.batch == 0 or self.batch >= hosts
                else f"in batches of {self.batch}")
         tolerate = f", up to {self.max_fail} may fail" if self.max_fail else ""
         return f"{how}{tolerate}; on failure: {self.on_failure}"
@@ -127,13 +127,12 @@ class Fleet:
         sources: dict[tuple[str, str], Source] = {}
         release = ""
         for m in self.members:
-            app = m.deploy.app
-            key = (str(app.source), app.uwsgi_package)
-            if key not in sources:
-                m.deploy.collect()
-                sources[key] = m.deploy.source
-                release = release or m.deploy.release
-            m.deploy.collect(sources[key], release or release_name(sources[key].short_rev))
+            key = (str(m.deploy.app.source), m.deploy.app.uwsgi_package)
+            if key in sources:
+                m.deploy.collect(sources[key], release)
+            else:  # read here (its warnings said once), named after the first source
+                m.deploy.collect(release=release)
+                sources[key], release = m.deploy.source, m.deploy.release
 
     def going(self, state: str) -> list[Member]:
         return [m for m in self.members if m.state == state]
@@ -144,17 +143,21 @@ class Fleet:
     def stage(self, name: str, work: Callable[[Member], None], members: list[Member]) -> bool:
         """Run a stage on `members` at once; whether the fleet goes on after it."""
         self.at_once(members, work)
+        return not self.stops(f"failed to {name}", "; no host switches")
+
+    def stops(self, failed_to: str, then: str = "") -> bool:
+        """Whether the fleet stops here (interrupted, a host locked by someone else, or more
+        failures than max_fail); if so, `stopping` says why, and so does a line."""
         failed = self.failures()
         if self.cancel.is_set():
             self.stopping = "interrupted"
         elif any(isinstance(m.error, LockedError) for m in failed):
             self.stopping = f"{self.names(failed)} locked: nothing was shipped"
         elif len(failed) > self.plan.max_fail:
-            self.stopping = f"{self.names(failed)} failed to {name} ({failed[0].reason})"
+            self.stopping = f"{self.names(failed)} {failed_to} ({failed[0].reason})"
         if self.stopping:
-            self.out.line(f"stopping: {self.stopping}; no host switches")
-            return False
-        return True
+            self.out.line(f"stopping: {self.stopping}{then}")
+        return bool(self.stopping)
 
     @staticmethod
     def names(members: Sequence[Member]) -> str:
@@ -186,13 +189,7 @@ class Fleet:
             if len(batches) > 1:
                 self.out.line(f"batch {i} of {len(batches)}: {self.names(batch)}")
             self.at_once(batch, self.switch_one)
-            failed = self.failures()
-            if self.cancel.is_set():
-                self.stopping = "interrupted"
-            elif len(failed) > self.plan.max_fail:
-                self.stopping = f"{self.names(failed)} failed ({failed[0].reason})"
-            if self.stopping:
-                self.out.line(f"stopping: {self.stopping}")
+            if self.stops("failed"):
                 return
 
     def stop_the_rest(self) -> None:

@@ -141,9 +141,9 @@ def staging_job(s: Session, release: str, previous: str) -> jobs.Job:
     is. On failure its uWSGI stops and `previous` keeps serving."""
     p, r = s.paths, s.remote
     stop = [jobs.JobStep("retire", "stop the new uWSGI", r.job_body(
-        services.retire(p, kill=True), priv=True, app_user=s.app_user))]
+        stop_staged(s), priv=True, app_user=s.app_user))]
     return jobs.Job(
-        forward=forward_steps(s, release)[:2],  # start, check
+        forward=[st for st in forward_steps(s, release) if st.name in ("start", "check")],
         failed=[jobs.JobStep("applog", "read the app log",
                              r.job_body(services.error_log_tail(p, 12), app_user=s.app_user),
                              optional=True, show=True)],

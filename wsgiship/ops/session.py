@@ -197,8 +197,9 @@ def pause_point(out: Reporter, where: str) -> str:
         cancel = getattr(out, "cancel", None)
         if cancel is None:
             time.sleep(3600)
-        cancel.wait(3600)  # a fleet's host: until Ctrl-C
-        out.check_cancel()
+        else:  # a fleet's host: until Ctrl-C
+            cancel.wait(3600)
+            out.check_cancel()
     return ""
 
 
